@@ -1,0 +1,69 @@
+# mod_wasm: build, run and test entry points (the README names them).
+#
+#   make run    install what is missing, build, serve the examples on
+#               http://127.0.0.1:8080 in the foreground
+#   make test   install what is missing, build, run every test
+#
+# One cargo profile (release) for everything, so Wasmtime is built once.
+
+CARGO        ?= cargo
+APXS         ?= apxs
+PYTHON       ?= python3
+WASM_TARGET  := wasm32-wasip2
+HOST_LIB     := target/release/libmod_wasm_host.a
+MODULE       := target/apache/mod_wasm.so
+GUESTS       := target/$(WASM_TARGET)/release/hello.wasm \
+                target/$(WASM_TARGET)/release/test_guest.wasm
+C_SOURCES    := $(wildcard mod_wasm/*.c)
+C_HEADERS    := $(wildcard mod_wasm/*.h) host/include/mod_wasm_host.h
+# Rust's standard library needs these from the system when linked statically.
+RUST_LIBS    := -lgcc_s -lutil -lrt -lpthread -lm -ldl
+
+.PHONY: all build deps host guests module run test unit e2e lint header clean FORCE
+
+all: build
+
+build: deps host guests module
+
+# Debian packages and the pinned Rust toolchain with its wasm targets.
+deps:
+	@scripts/install-deps
+
+host: $(HOST_LIB)
+# Cargo decides what is stale; make only needs to see the new timestamp.
+$(HOST_LIB): deps FORCE
+	$(CARGO) build --release --locked -p mod-wasm-host
+
+guests: deps
+	$(CARGO) build --release --locked --target $(WASM_TARGET) -p hello -p test-guest
+
+# apxs compiles next to the sources; the result is copied to target/apache.
+# apxs hands -Wl,X to libtool as X, which drops linker flags it does not
+# know: -Wl,-Wl,X survives both.
+module: $(MODULE)
+$(MODULE): $(C_SOURCES) $(C_HEADERS) mod_wasm/exports.map $(HOST_LIB)
+	$(APXS) -c -o mod_wasm/mod_wasm.so -I host/include -Wc,-Wall -Wc,-Werror \
+	    -Wl,-Wl,--version-script=mod_wasm/exports.map -Wl,-Wl,-z,nodelete \
+	    $(C_SOURCES) $(HOST_LIB) $(RUST_LIBS)
+	mkdir -p $(dir $@)
+	strip --strip-debug -o $@ mod_wasm/.libs/mod_wasm.so
+
+run: build
+	scripts/serve-examples
+
+test: build
+	$(CARGO) fmt --all --check
+	$(CARGO) test --release --locked -p mod-wasm-host
+	$(PYTHON) -m pytest tests/e2e
+
+lint: deps
+	$(CARGO) clippy --release --locked -p mod-wasm-host -- -D warnings
+	$(CARGO) clippy --release --locked --target $(WASM_TARGET) -p hello -p test-guest -- -D warnings
+
+# Regenerates the committed C header after a change to host/src/ffi.
+header:
+	MOD_WASM_UPDATE_HEADER=1 $(CARGO) build --release -p mod-wasm-host
+
+clean:
+	$(CARGO) clean
+	rm -rf mod_wasm/.libs mod_wasm/*.lo mod_wasm/*.la mod_wasm/*.o mod_wasm/*.slo

@@ -1,0 +1,120 @@
+//! The request body, pulled from Apache's input filters as the guest reads.
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use wasmtime_wasi_http::Error;
+
+/// How much one read asks Apache for. Memory per request body is bounded by
+/// a few of these, whatever the size of the upload.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Why reading the request body failed. The C side keeps the details (it
+/// knows the HTTP status, e.g. 413 for `LimitRequestBody`).
+#[derive(Debug)]
+pub struct ReadError;
+
+/// Where request body bytes come from: in Apache, `ap_get_brigade` on the
+/// request's input filters.
+pub trait BodySource: Send + 'static {
+    /// Blocks until at least one byte is read into `buf`, or returns 0 at
+    /// the end of the body.
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ReadError>;
+}
+
+/// An `http_body::Body` over a [`BodySource`].
+///
+/// Reading blocks the thread, which is fine: the thread serves this request
+/// only, and the guest asked for the bytes.
+pub struct RequestBody<S> {
+    source: Option<S>,
+}
+
+impl<S: BodySource> RequestBody<S> {
+    /// A body that reads from `source` until it returns 0.
+    pub fn new(source: S) -> Self {
+        RequestBody {
+            source: Some(source),
+        }
+    }
+}
+
+// The source is never pinned in place: it is only called through `&mut`.
+impl<S> Unpin for RequestBody<S> {}
+
+impl<S: BodySource> Body for RequestBody<S> {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = self.get_mut();
+        let Some(source) = this.source.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let mut buf = BytesMut::zeroed(READ_CHUNK);
+        match source.read(&mut buf) {
+            Ok(0) => {
+                this.source = None;
+                Poll::Ready(None)
+            }
+            Ok(n) => {
+                buf.truncate(n);
+                Poll::Ready(Some(Ok(Frame::data(buf.freeze()))))
+            }
+            Err(ReadError) => {
+                this.source = None;
+                Poll::Ready(Some(Err(Error::InternalError(Some(
+                    "reading the request body failed".into(),
+                )))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.source.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    struct Chunks(Vec<&'static [u8]>);
+
+    impl BodySource for Chunks {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, ReadError> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            let chunk = self.0.remove(0);
+            if chunk == b"fail" {
+                return Err(ReadError);
+            }
+            buf[..chunk.len()].copy_from_slice(chunk);
+            Ok(chunk.len())
+        }
+    }
+
+    #[test]
+    fn yields_each_read_then_ends() {
+        let body = RequestBody::new(Chunks(vec![b"ab", b"cde"]));
+        let collected = crate::runtime::block_on(body.collect()).unwrap().unwrap();
+        assert_eq!(collected.to_bytes(), Bytes::from_static(b"abcde"));
+    }
+
+    #[test]
+    fn a_failed_read_is_an_error_frame() {
+        let body = RequestBody::new(Chunks(vec![b"ab", b"fail", b"never"]));
+        let result = crate::runtime::block_on(body.collect()).unwrap();
+        assert!(result.is_err());
+    }
+}

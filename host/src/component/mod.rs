@@ -1,0 +1,14 @@
+//! Component mode: serving a request with a `wasi:http/incoming-handler`
+//! component (WASI 0.2).
+
+mod body;
+mod linker;
+mod request;
+mod serve;
+mod state;
+
+pub use body::{BodySource, ReadError, RequestBody};
+pub use linker::ComponentLinker;
+pub use request::{RequestHead, build as build_request};
+pub use serve::{ResponseSink, ServeError, SinkError, serve};
+pub use state::RequestState;

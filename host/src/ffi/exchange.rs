@@ -1,0 +1,158 @@
+//! The C callbacks that carry one request's bodies, wrapped as the
+//! [`BodySource`] and [`ResponseSink`] the component code wants.
+
+use super::{mw_bytes, mw_header};
+use crate::component::{BodySource, ReadError, ResponseSink, SinkError};
+use http::HeaderMap;
+use std::ffi::c_void;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A request head, as views into memory the caller owns for the call.
+#[repr(C)]
+pub struct mw_request {
+    /// The method, e.g. `GET` or an extension method.
+    pub method: mw_bytes,
+    /// `http` or `https`.
+    pub scheme: mw_bytes,
+    /// `host[:port]` as the client sent it in Host, else the server's name.
+    pub authority: mw_bytes,
+    /// The request target as received: path and query.
+    pub path_with_query: mw_bytes,
+    /// The header fields in the order received.
+    pub headers: *const mw_header,
+    /// The number of header fields.
+    pub headers_len: usize,
+}
+
+/// What a callback reports.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum mw_io {
+    /// Done.
+    Ok = 0,
+    /// Failed; the C side has recorded why.
+    Failed = 1,
+}
+
+/// The callbacks of one request, all called on the serving thread with `ctx`.
+#[repr(C)]
+pub struct mw_exchange {
+    /// Passed to every callback.
+    pub ctx: *mut c_void,
+    /// Reads request body bytes into `buf` (at most `buf_len`), blocking
+    /// until at least one byte or the end of the body; `*read_out` is 0 at
+    /// the end.
+    pub read_body: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            buf: *mut u8,
+            buf_len: usize,
+            read_out: *mut usize,
+        ) -> mw_io,
+    >,
+    /// Sets the response status and headers. Called once, before any data.
+    pub send_head: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            status: u16,
+            headers: *const mw_header,
+            headers_len: usize,
+        ) -> mw_io,
+    >,
+    /// Passes response body bytes on; `flush` asks for them to reach the
+    /// client now.
+    pub send_data: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            data: *const u8,
+            data_len: usize,
+            flush: bool,
+        ) -> mw_io,
+    >,
+}
+
+type ReadBodyFn =
+    unsafe extern "C" fn(ctx: *mut c_void, buf: *mut u8, len: usize, read: *mut usize) -> mw_io;
+
+/// The request body through `read_body`.
+pub(crate) struct CBody {
+    ctx: *mut c_void,
+    read: ReadBodyFn,
+    /// Cleared when `mw_component_serve` returns; a body somehow polled after
+    /// that reads as failed instead of calling into a finished request.
+    alive: Arc<AtomicBool>,
+}
+
+// SAFETY: the body is only ever polled on the thread serving the request
+// (the runtime is single-threaded); `Send` is required by wasi:http's types,
+// not used to cross threads.
+unsafe impl Send for CBody {}
+
+impl CBody {
+    pub(crate) fn new(exchange: &mw_exchange) -> Option<Self> {
+        exchange.send_head?;
+        exchange.send_data?;
+        Some(CBody {
+            ctx: exchange.ctx,
+            read: exchange.read_body?,
+            alive: Arc::new(AtomicBool::new(true)),
+        })
+    }
+
+    pub(crate) fn alive_flag(&self) -> Arc<AtomicBool> {
+        self.alive.clone()
+    }
+}
+
+impl BodySource for CBody {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ReadError> {
+        if !self.alive.load(Ordering::Acquire) {
+            return Err(ReadError);
+        }
+        let mut read = 0;
+        // SAFETY: the request is alive (checked above); `buf` is writable.
+        match unsafe { (self.read)(self.ctx, buf.as_mut_ptr(), buf.len(), &mut read) } {
+            mw_io::Ok => Ok(read.min(buf.len())),
+            mw_io::Failed => Err(ReadError),
+        }
+    }
+}
+
+/// The response through `send_head` and `send_data`.
+pub(crate) struct CSink<'a> {
+    exchange: &'a mw_exchange,
+}
+
+impl<'a> CSink<'a> {
+    pub(crate) fn new(exchange: &'a mw_exchange) -> Self {
+        CSink { exchange }
+    }
+}
+
+impl ResponseSink for CSink<'_> {
+    fn send_head(&mut self, status: u16, headers: &HeaderMap) -> Result<(), SinkError> {
+        let send_head = self.exchange.send_head.ok_or(SinkError)?;
+        let fields: Vec<mw_header> = headers
+            .iter()
+            .map(|(name, value)| mw_header {
+                name: mw_bytes::of(name.as_str().as_bytes()),
+                value: mw_bytes::of(value.as_bytes()),
+            })
+            .collect();
+        // SAFETY: `fields` and the header map outlive the call.
+        match unsafe { send_head(self.exchange.ctx, status, fields.as_ptr(), fields.len()) } {
+            mw_io::Ok => Ok(()),
+            mw_io::Failed => Err(SinkError),
+        }
+    }
+
+    fn send_data(&mut self, data: &[u8], flush: bool) -> Result<(), SinkError> {
+        let send_data = self.exchange.send_data.ok_or(SinkError)?;
+        // SAFETY: `data` outlives the call.
+        match unsafe { send_data(self.exchange.ctx, data.as_ptr(), data.len(), flush) } {
+            mw_io::Ok => Ok(()),
+            mw_io::Failed => Err(SinkError),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! `mw_host_*` and `mw_component_*`: the configuration generation and the
+//! components it holds.
+
+use super::error::{ErrorBuf, guarded};
+use super::exchange::{CBody, CSink, mw_exchange, mw_request};
+use super::{mw_bytes, mw_result};
+use crate::compile::Outcome;
+use crate::component::{self, RequestHead, ServeError};
+use crate::host::{Host, HostedComponent};
+use std::ffi::{OsStr, c_char};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// One configuration generation (opaque).
+pub struct mw_host {
+    _private: [u8; 0],
+}
+
+/// A component of a generation (opaque). Valid as long as its host.
+pub struct mw_component {
+    _private: [u8; 0],
+}
+
+/// Creates an empty generation. Returns NULL only if the host failed.
+#[unsafe(no_mangle)]
+pub extern "C" fn mw_host_new() -> *mut mw_host {
+    let mut host = std::ptr::null_mut();
+    guarded(ErrorBuf::new(std::ptr::null_mut(), 0), || {
+        host = Box::into_raw(Box::new(Host::new())).cast::<mw_host>();
+        mw_result::Ok
+    });
+    host
+}
+
+/// Frees a generation and its components. NULL is fine.
+///
+/// # Safety
+/// `host` is NULL or came from [`mw_host_new`] and is not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_host_free(host: *mut mw_host) {
+    if host.is_null() {
+        return;
+    }
+    guarded(ErrorBuf::new(std::ptr::null_mut(), 0), || {
+        // SAFETY: the caller's contract.
+        drop(unsafe { Box::from_raw(host.cast::<Host>()) });
+        mw_result::Ok
+    });
+}
+
+/// Validates and compiles the component at `path` (absolute), or reuses the
+/// entry of an earlier call for the same file. On success `*component_out`
+/// is the entry and `*compiled_out` tells whether it was compiled now (false:
+/// from the cache). On failure `err` holds a sentence naming the path.
+///
+/// # Safety
+/// `host` came from [`mw_host_new`]; `path` is valid; `err` has `err_len`
+/// writable bytes; the outputs are writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_host_add_component(
+    host: *mut mw_host,
+    path: mw_bytes,
+    component_out: *mut *const mw_component,
+    compiled_out: *mut bool,
+    err: *mut c_char,
+    err_len: usize,
+) -> mw_result {
+    let err = ErrorBuf::new(err, err_len);
+    guarded(err, || {
+        if host.is_null() || component_out.is_null() || compiled_out.is_null() {
+            return err.fail(mw_result::NullArgument, "NULL argument");
+        }
+        // SAFETY: the caller's contract.
+        let (host, path) = unsafe { (&mut *host.cast::<Host>(), path.as_slice()) };
+        match host.add_component(Path::new(OsStr::from_bytes(path))) {
+            Ok((hosted, outcome)) => {
+                // SAFETY: checked for NULL above.
+                unsafe {
+                    *component_out = (hosted as *const HostedComponent).cast::<mw_component>();
+                    *compiled_out = outcome == Outcome::Compiled;
+                }
+                mw_result::Ok
+            }
+            Err(why) => err.fail(mw_result::InvalidComponent, &why),
+        }
+    })
+}
+
+/// Loads every component of `host` into this child process. Call once per
+/// child, before serving. A failure is reported in `err`; the components
+/// that loaded still serve.
+///
+/// # Safety
+/// `host` came from [`mw_host_new`]; no request is being served; `err` has
+/// `err_len` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_host_child_init(
+    host: *mut mw_host,
+    err: *mut c_char,
+    err_len: usize,
+) -> mw_result {
+    let err = ErrorBuf::new(err, err_len);
+    guarded(err, || {
+        if host.is_null() {
+            return err.fail(mw_result::NullArgument, "NULL argument");
+        }
+        // SAFETY: the caller's contract.
+        let host = unsafe { &mut *host.cast::<Host>() };
+        match host.child_init() {
+            Ok(()) => mw_result::Ok,
+            Err(why) => err.fail(mw_result::InvalidComponent, &why),
+        }
+    })
+}
+
+/// Serves one request with a fresh instance of `component`, blocking until
+/// the response is complete. The callbacks of `exchange` are called on this
+/// thread only, and never after this function returns.
+///
+/// # Safety
+/// `component` came from [`mw_host_add_component`] and its host is alive;
+/// `request` and its views are valid for the call; `err` has `err_len`
+/// writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_component_serve(
+    component: *const mw_component,
+    request: *const mw_request,
+    exchange: *const mw_exchange,
+    err: *mut c_char,
+    err_len: usize,
+) -> mw_result {
+    let err = ErrorBuf::new(err, err_len);
+    guarded(err, || {
+        if component.is_null() || request.is_null() || exchange.is_null() {
+            return err.fail(mw_result::NullArgument, "NULL argument");
+        }
+        // SAFETY: the caller's contract.
+        let (hosted, request, exchange) =
+            unsafe { (&*component.cast::<HostedComponent>(), &*request, &*exchange) };
+        let Some(pre) = hosted.pre() else {
+            return err.fail(
+                mw_result::NotLoaded,
+                "the component was not loaded in this process (see the error at start-up)",
+            );
+        };
+        let Some(body) = CBody::new(exchange) else {
+            return err.fail(mw_result::NullArgument, "the exchange lacks a callback");
+        };
+        let alive = body.alive_flag();
+        // SAFETY: the request's views are valid for this call.
+        let head = unsafe { request_head(request) };
+        let result = match component::build_request(head, body) {
+            Err(why) => err.fail(mw_result::BadRequest, &why),
+            Ok((scheme, request)) => {
+                let mut sink = CSink::new(exchange);
+                match component::serve(pre, scheme, request, &mut sink) {
+                    Ok(()) => mw_result::Ok,
+                    Err(ServeError::Guest(why)) => err.fail(mw_result::GuestFailed, &why),
+                    Err(ServeError::NoResponse) => err.fail(
+                        mw_result::NoResponse,
+                        "the guest returned without setting a response",
+                    ),
+                    Err(ServeError::Sink) => {
+                        err.fail(mw_result::SinkFailed, "the response could not be delivered")
+                    }
+                    Err(ServeError::Internal(why)) => err.fail(mw_result::Internal, &why),
+                }
+            }
+        };
+        alive.store(false, std::sync::atomic::Ordering::Release);
+        result
+    })
+}
+
+/// # Safety
+/// The views of `request` must be valid for `'a`.
+unsafe fn request_head<'a>(
+    request: &'a mw_request,
+) -> RequestHead<'a, impl Iterator<Item = (&'a [u8], &'a [u8])>> {
+    // SAFETY: the caller's contract, for the request and its header array.
+    unsafe {
+        let headers = if request.headers.is_null() {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(request.headers, request.headers_len)
+        };
+        RequestHead {
+            method: request.method.as_slice(),
+            scheme: request.scheme.as_slice(),
+            authority: request.authority.as_slice(),
+            path_with_query: request.path_with_query.as_slice(),
+            headers: headers
+                .iter()
+                .map(|header| (header.name.as_slice(), header.value.as_slice())),
+        }
+    }
+}

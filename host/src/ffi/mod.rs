@@ -1,0 +1,83 @@
+//! The C ABI that `mod_wasm/` calls.
+//!
+//! Conventions (after rustls-ffi): opaque handles, `mw_<type>_<verb>` names,
+//! inputs first and outputs last, a buffer is always followed by its length,
+//! every pointer checked for NULL, outputs written only on success, and every
+//! body inside a panic boundary so that a bug here becomes an error code, not
+//! a dead Apache child. Bytes cross as borrowed [`mw_bytes`] views, valid for
+//! the duration of the call that receives them. The header
+//! `host/include/mod_wasm_host.h` is generated from this module by cbindgen.
+#![allow(non_camel_case_types, reason = "C names, as the header shows them")]
+
+mod error;
+mod exchange;
+mod host;
+
+pub use exchange::*;
+pub use host::*;
+
+/// A borrowed view of bytes owned by the caller.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct mw_bytes {
+    /// The first byte; may be NULL when `len` is 0.
+    pub ptr: *const u8,
+    /// The number of bytes.
+    pub len: usize,
+}
+
+impl mw_bytes {
+    /// The bytes as a slice.
+    ///
+    /// # Safety
+    /// `ptr` must point to `len` readable bytes that stay valid for `'a`.
+    pub(crate) unsafe fn as_slice<'a>(self) -> &'a [u8] {
+        if self.ptr.is_null() || self.len == 0 {
+            &[]
+        } else {
+            // SAFETY: the caller's contract.
+            unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+        }
+    }
+
+    pub(crate) fn of(bytes: &[u8]) -> Self {
+        mw_bytes {
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+        }
+    }
+}
+
+/// One header field. Names and values are bytes, not necessarily UTF-8.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct mw_header {
+    /// The field name.
+    pub name: mw_bytes,
+    /// The field value.
+    pub value: mw_bytes,
+}
+
+/// What a call returns.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum mw_result {
+    /// Success.
+    Ok = 0,
+    /// A required pointer was NULL.
+    NullArgument = 1,
+    /// A configured file is missing, not a component, or does not validate.
+    InvalidComponent = 2,
+    /// This child has not loaded the component (its load failed).
+    NotLoaded = 3,
+    /// The request could not be expressed as a wasi:http request.
+    BadRequest = 4,
+    /// The guest trapped, returned an error, or produced an invalid response.
+    GuestFailed = 5,
+    /// The guest returned without setting a response.
+    NoResponse = 6,
+    /// A callback of the exchange refused a head or data.
+    SinkFailed = 7,
+    /// The host failed (a bug: a panic, or a resource that could not be had).
+    Internal = 8,
+}

@@ -1,0 +1,29 @@
+//! One current-thread tokio runtime per Apache worker thread.
+//!
+//! Apache calls the handler on its own threads and expects it to block until
+//! the response is done. wasi:http is asynchronous, so each thread lazily gets
+//! a single-threaded runtime and drives one request at a time on it. All the
+//! tasks of a request run on the thread that owns the `request_rec`, which is
+//! what Apache's filters require.
+
+use std::cell::RefCell;
+use std::future::Future;
+use tokio::runtime::{Builder, Runtime};
+
+thread_local! {
+    static RUNTIME: RefCell<Option<Runtime>> = const { RefCell::new(None) };
+}
+
+/// Runs `future` to completion on this thread's runtime, creating the runtime
+/// on first use.
+pub fn block_on<F: Future>(future: F) -> std::io::Result<F::Output> {
+    RUNTIME.with(|cell| {
+        let runtime = match cell.borrow_mut().take() {
+            Some(runtime) => runtime,
+            None => Builder::new_current_thread().enable_all().build()?,
+        };
+        let output = runtime.block_on(future);
+        *cell.borrow_mut() = Some(runtime);
+        Ok(output)
+    })
+}

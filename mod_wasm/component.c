@@ -1,0 +1,270 @@
+/* Serving a request with a component: the request view handed to the host,
+ * and the callbacks through which the host pulls the request body and pushes
+ * the response down the output filters. */
+#include "mod_wasm.h"
+
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "http_core.h"
+#include "util_filter.h"
+#include "apr_lib.h"
+#include "apr_strings.h"
+
+APLOG_USE_MODULE(wasm);
+
+/* The state of one request while the host serves it. */
+typedef struct {
+    request_rec *r;
+    apr_bucket_brigade *in;  /* request body, one read at a time            */
+    apr_bucket_brigade *out; /* response body, one pass at a time           */
+    int body_done;           /* input EOS seen: further reads return 0      */
+    int read_status;         /* HTTP status of a failed body read, else OK  */
+    int passed;              /* a brigade went out: the head is on the wire */
+    int client_gone;         /* the output filters refused a pass           */
+} exchange_ctx;
+
+static mw_bytes bytes_of(const char *s)
+{
+    return (mw_bytes){(const uint8_t *)s, s ? strlen(s) : 0};
+}
+
+static mw_io pass_out(exchange_ctx *x)
+{
+    apr_status_t rv = ap_pass_brigade(x->r->output_filters, x->out);
+    apr_brigade_cleanup(x->out);
+    x->passed = 1;
+    if (rv != APR_SUCCESS || x->r->connection->aborted) {
+        x->client_gone = 1;
+        return MW_IO_FAILED;
+    }
+    return MW_IO_OK;
+}
+
+/* Reads the next piece of the request body through the input filters, which
+ * de-chunk it and enforce LimitRequestBody. */
+static mw_io read_body(void *ctx, uint8_t *buf, size_t buf_len, size_t *read_out)
+{
+    exchange_ctx *x = ctx;
+    request_rec *r = x->r;
+
+    while (!x->body_done) {
+        apr_size_t len = buf_len;
+        apr_bucket *b;
+        apr_status_t rv = ap_get_brigade(r->input_filters, x->in, AP_MODE_READBYTES,
+                                         APR_BLOCK_READ, buf_len);
+        if (rv == APR_SUCCESS) {
+            for (b = APR_BRIGADE_FIRST(x->in); b != APR_BRIGADE_SENTINEL(x->in);
+                 b = APR_BUCKET_NEXT(b)) {
+                if (APR_BUCKET_IS_EOS(b)) {
+                    x->body_done = 1;
+                }
+            }
+            rv = apr_brigade_flatten(x->in, (char *)buf, &len);
+        }
+        apr_brigade_cleanup(x->in);
+        if (rv != APR_SUCCESS) {
+            x->read_status = ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
+            x->body_done = 1;
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r,
+                          "MW00010: reading the request body failed (answering %d)",
+                          x->read_status);
+            return MW_IO_FAILED;
+        }
+        if (len > 0) {
+            *read_out = len;
+            return MW_IO_OK;
+        }
+    }
+    *read_out = 0;
+    return MW_IO_OK;
+}
+
+/* A Content-Length value: digits only, no sign, no overflow. */
+static int parse_length(const char *value, apr_off_t *length)
+{
+    char *end;
+    const char *p;
+    for (p = value; *p; p++) {
+        if (!apr_isdigit(*p)) {
+            return 0;
+        }
+    }
+    return *value && apr_strtoff(length, value, &end, 10) == APR_SUCCESS && *end == '\0';
+}
+
+/* Puts the guest's status and headers on the request. */
+static mw_io send_head(void *ctx, uint16_t status, const mw_header *headers, size_t headers_len)
+{
+    exchange_ctx *x = ctx;
+    request_rec *r = x->r;
+    size_t i;
+
+    if (x->read_status != OK) {
+        /* The request body failed (e.g. 413): that is the answer, not
+         * whatever the guest made of the failure. */
+        return MW_IO_FAILED;
+    }
+    r->status = status;
+    if (atoi(ap_get_status_line(status)) != status) {
+        /* Apache has no reason phrase for this code and would send 500 in
+         * the status line: send the bare code (the phrase is optional). */
+        r->status_line = apr_psprintf(r->pool, "%u", status);
+    }
+    for (i = 0; i < headers_len; i++) {
+        const char *name = apr_pstrmemdup(r->pool, (const char *)headers[i].name.ptr,
+                                          headers[i].name.len);
+        const char *value = apr_pstrmemdup(r->pool, (const char *)headers[i].value.ptr,
+                                           headers[i].value.len);
+        if (strcasecmp(name, "Content-Type") == 0) {
+            ap_set_content_type(r, value);
+        }
+        else if (strcasecmp(name, "Content-Length") == 0) {
+            apr_off_t length;
+            if (!parse_length(value, &length)) {
+                ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                              "MW00011: the guest sent an invalid Content-Length '%s'", value);
+                return MW_IO_FAILED;
+            }
+            ap_set_content_length(r, length);
+        }
+        else {
+            apr_table_addn(r->headers_out, name, value);
+        }
+    }
+    return MW_IO_OK;
+}
+
+/* Passes a piece of the body on; HEAD requests run the guest but send no
+ * body, so the bytes are dropped. */
+static mw_io send_data(void *ctx, const uint8_t *data, size_t data_len, bool flush)
+{
+    exchange_ctx *x = ctx;
+    apr_bucket_alloc_t *alloc = x->r->connection->bucket_alloc;
+
+    if (x->r->header_only) {
+        return MW_IO_OK;
+    }
+    if (data_len > 0) {
+        APR_BRIGADE_INSERT_TAIL(x->out,
+                                apr_bucket_transient_create((const char *)data, data_len, alloc));
+    }
+    if (flush) {
+        APR_BRIGADE_INSERT_TAIL(x->out, apr_bucket_flush_create(alloc));
+    }
+    return pass_out(x);
+}
+
+/* The request target as received; for an absolute-form target, its path
+ * and query. */
+static const char *request_target(request_rec *r)
+{
+    if (r->unparsed_uri && (r->unparsed_uri[0] == '/' || strcmp(r->unparsed_uri, "*") == 0)) {
+        return r->unparsed_uri;
+    }
+    return apr_uri_unparse(r->pool, &r->parsed_uri, APR_URI_UNP_OMITSITEPART);
+}
+
+/* Host as the client sent it; without one (HTTP/1.0), the server's name. */
+static const char *authority(request_rec *r)
+{
+    const char *host = apr_table_get(r->headers_in, "Host");
+    if (host && *host) {
+        return host;
+    }
+    return apr_psprintf(r->pool, "%s:%u", ap_get_server_name_for_url(r),
+                        ap_get_server_port(r));
+}
+
+static const char *describe(mw_result rv)
+{
+    switch (rv) {
+    case MW_RESULT_GUEST_FAILED: return "the guest failed";
+    case MW_RESULT_NO_RESPONSE: return "the guest set no response";
+    case MW_RESULT_NOT_LOADED: return "the component is not loaded";
+    case MW_RESULT_BAD_REQUEST: return "the request is not valid for wasi:http";
+    case MW_RESULT_SINK_FAILED: return "the response was refused";
+    default: return "internal error";
+    }
+}
+
+/* Ends the request after the host returned. */
+static int finish(exchange_ctx *x, const mw_dir_config *conf, mw_result rv, const char *err)
+{
+    request_rec *r = x->r;
+    apr_bucket_alloc_t *alloc = r->connection->bucket_alloc;
+
+    if (rv == MW_RESULT_OK) {
+        APR_BRIGADE_INSERT_TAIL(x->out, apr_bucket_eos_create(alloc));
+        pass_out(x);
+        return OK;
+    }
+    if (!x->passed) {
+        /* Nothing reached the client yet: answer with an error status. */
+        if (x->read_status != OK) {
+            return x->read_status;
+        }
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "MW00012: %s for %s (component %s from %s): %s", describe(rv),
+                      conf->section ? conf->section : r->uri, conf->component_path,
+                      conf->component_origin, err);
+        r->status = HTTP_OK;
+        r->content_type = NULL;
+        apr_table_clear(r->headers_out);
+        return rv == MW_RESULT_BAD_REQUEST ? HTTP_BAD_REQUEST : HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (x->client_gone) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "MW00013: the client went away during the response from %s",
+                      conf->component_path);
+        return OK;
+    }
+    /* The head is out: the only honest signal left is to cut the response
+     * (no last chunk, connection closed), never a clean-looking end. */
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                  "MW00014: %s after the response began, cutting it, for %s "
+                  "(component %s from %s): %s", describe(rv),
+                  conf->section ? conf->section : r->uri, conf->component_path,
+                  conf->component_origin, err);
+    r->connection->keepalive = AP_CONN_CLOSE;
+    APR_BRIGADE_INSERT_TAIL(x->out, ap_bucket_error_create(HTTP_BAD_GATEWAY, NULL, r->pool, alloc));
+    APR_BRIGADE_INSERT_TAIL(x->out, apr_bucket_eos_create(alloc));
+    pass_out(x);
+    return OK;
+}
+
+int mw_serve_component(request_rec *r, const mw_dir_config *conf)
+{
+    const apr_array_header_t *fields = apr_table_elts(r->headers_in);
+    const apr_table_entry_t *field = (const apr_table_entry_t *)fields->elts;
+    mw_header *headers = apr_palloc(r->pool, sizeof(*headers) * (fields->nelts + 1));
+    size_t headers_len = 0;
+    exchange_ctx x = {0};
+    mw_request request;
+    mw_exchange exchange;
+    char err[MW_ERROR_LEN] = "";
+    mw_result rv;
+    int i;
+
+    for (i = 0; i < fields->nelts; i++) {
+        if (field[i].key) {
+            headers[headers_len++] = (mw_header){bytes_of(field[i].key), bytes_of(field[i].val)};
+        }
+    }
+    request = (mw_request){
+        .method = bytes_of(r->method),
+        .scheme = bytes_of(ap_http_scheme(r)),
+        .authority = bytes_of(authority(r)),
+        .path_with_query = bytes_of(request_target(r)),
+        .headers = headers,
+        .headers_len = headers_len,
+    };
+    x.r = r;
+    x.in = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    x.out = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    x.read_status = OK;
+    exchange = (mw_exchange){&x, read_body, send_head, send_data};
+
+    rv = mw_component_serve(conf->component, &request, &exchange, err, sizeof(err));
+    return finish(&x, conf, rv, err);
+}

@@ -1,0 +1,86 @@
+/* Directives and per-directory configuration. */
+#include "mod_wasm.h"
+
+#include "http_log.h"
+#include "apr_strings.h"
+
+APLOG_USE_MODULE(wasm);
+
+/* Set by pre_config, before any directive handler runs; the pool cleanup of
+ * that generation frees it. Config reading is single-threaded. */
+static mw_host *current_host;
+
+mw_host *mw_current_host(void)
+{
+    return current_host;
+}
+
+void mw_set_current_host(mw_host *host)
+{
+    current_host = host;
+}
+
+void *mw_create_dir_config(apr_pool_t *p, char *dir)
+{
+    mw_dir_config *conf = apr_pcalloc(p, sizeof(*conf));
+    conf->section = dir ? apr_pstrdup(p, dir) : NULL;
+    return conf;
+}
+
+void *mw_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
+{
+    const mw_dir_config *base = base_conf, *add = add_conf;
+    mw_dir_config *conf = apr_pcalloc(p, sizeof(*conf));
+    /* The component and the facts about its directive travel together. */
+    if (add->component) {
+        conf->component = add->component;
+        conf->component_path = add->component_path;
+        conf->component_origin = add->component_origin;
+    }
+    else {
+        conf->component = base->component;
+        conf->component_path = base->component_path;
+        conf->component_origin = base->component_origin;
+    }
+    conf->section = add->section ? add->section : base->section;
+    return conf;
+}
+
+/* WasmComponent <path>: validated and compiled right here, so that a bad
+ * file stops start-up (and `apachectl -t`) with this file and line. */
+static const char *set_component(cmd_parms *cmd, void *dir_conf, const char *arg)
+{
+    mw_dir_config *conf = dir_conf;
+    const char *path = ap_server_root_relative(cmd->pool, arg);
+    const mw_component *component = NULL;
+    bool compiled = false;
+    char err[MW_ERROR_LEN] = "";
+    mw_result rv;
+
+    if (!path) {
+        return apr_psprintf(cmd->pool, "%s: invalid path '%s'", cmd->cmd->name, arg);
+    }
+    if (!current_host) {
+        return apr_psprintf(cmd->pool, "%s: mod_wasm was not initialised", cmd->cmd->name);
+    }
+    rv = mw_host_add_component(current_host, (mw_bytes){(const uint8_t *)path, strlen(path)},
+                               &component, &compiled, err, sizeof(err));
+    if (rv != MW_RESULT_OK) {
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, cmd->server,
+                 "MW00001: %s %s (%s:%d)", compiled ? "compiled" : "reused compiled",
+                 path, cmd->directive->filename, cmd->directive->line_num);
+    conf->component = component;
+    conf->component_path = path;
+    conf->component_origin = apr_psprintf(cmd->pool, "%s:%d", cmd->directive->filename,
+                                          cmd->directive->line_num);
+    return NULL;
+}
+
+const command_rec mw_directives[] = {
+    AP_INIT_TAKE1("WasmComponent", set_component, NULL, RSRC_CONF | ACCESS_CONF,
+                  "a WebAssembly component exporting wasi:http/incoming-handler "
+                  "to serve requests handled by " MW_HANDLER_NAME),
+    {NULL}
+};

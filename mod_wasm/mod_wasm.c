@@ -1,0 +1,84 @@
+/* mod_wasm: serve HTTP requests with WebAssembly components.
+ *
+ * Process model: the parent reads the configuration (twice at start-up, and
+ * again on each graceful restart) and compiles every WasmComponent while
+ * doing so; the children inherit the compiled artifacts through fork() and
+ * load them in child_init. No Wasm runs, and no thread starts, in the
+ * parent. */
+#include "mod_wasm.h"
+
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+
+static apr_status_t free_host(void *host)
+{
+    if (mw_current_host() == host) {
+        mw_set_current_host(NULL);
+    }
+    mw_host_free(host);
+    return APR_SUCCESS;
+}
+
+/* Runs in the parent before each reading of the configuration: a fresh
+ * generation for the directives to fill, freed with that configuration. */
+static int wasm_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
+{
+    mw_host *host = mw_host_new();
+    if (!host) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, NULL, "MW00002: cannot create the Wasm host");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    mw_set_current_host(host);
+    apr_pool_cleanup_register(pconf, host, free_host, apr_pool_cleanup_null);
+    return OK;
+}
+
+/* Runs in each child after fork(): the Wasmtime engine and every component
+ * are loaded here, per process. */
+static void wasm_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    char err[MW_ERROR_LEN] = "";
+    mw_host *host = mw_current_host();
+    if (host && mw_host_child_init(host, err, sizeof(err)) != MW_RESULT_OK) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                     "MW00003: loading components in child %" APR_PID_T_FMT " failed; "
+                     "their requests will fail: %s", getpid(), err);
+    }
+}
+
+/* The content handler: requests whose handler is wasm-handler. */
+static int wasm_handler(request_rec *r)
+{
+    const mw_dir_config *conf;
+
+    if (!r->handler || strcmp(r->handler, MW_HANDLER_NAME) != 0) {
+        return DECLINED;
+    }
+    conf = ap_get_module_config(r->per_dir_config, &wasm_module);
+    if (!conf->component) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "MW00004: %s is handled by " MW_HANDLER_NAME " but no WasmComponent "
+                      "is configured for it", conf->section ? conf->section : r->uri);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return mw_serve_component(r, conf);
+}
+
+static void wasm_register_hooks(apr_pool_t *p)
+{
+    ap_hook_pre_config(wasm_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(wasm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(wasm_handler, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+AP_DECLARE_MODULE(wasm) = {
+    STANDARD20_MODULE_STUFF,
+    mw_create_dir_config,
+    mw_merge_dir_config,
+    NULL,                       /* server config: everything is per directory */
+    NULL,
+    mw_directives,
+    wasm_register_hooks,
+    AP_MODULE_FLAG_NONE
+};

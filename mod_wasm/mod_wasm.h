@@ -1,0 +1,42 @@
+/* mod_wasm: the Apache glue. Everything about WebAssembly lives in the Rust
+ * host (host/, header mod_wasm_host.h); this side parses directives, owns
+ * the request, and moves bytes between bucket brigades and the host.
+ *
+ * Log lines carry tags MWnnnnn, each used once; see the table in README.md. */
+#ifndef MOD_WASM_H
+#define MOD_WASM_H
+
+#include "httpd.h"
+#include "http_config.h"
+#include "mod_wasm_host.h"
+
+/* The handler name that routes a request to this module. */
+#define MW_HANDLER_NAME "wasm-handler"
+
+/* Room for one error message from the host. */
+#define MW_ERROR_LEN 1024
+
+extern module AP_MODULE_DECLARE_DATA wasm_module;
+
+/* Per-directory configuration. Every field is "unset" when NULL, so that a
+ * nested section inherits each directive it does not set itself. */
+typedef struct {
+    const mw_component *component; /* compiled WasmComponent, or NULL       */
+    const char *component_path;    /* its path as configured, for log lines */
+    const char *component_origin;  /* "file:line" of the directive          */
+    const char *section;           /* the <Location>/<Directory> it is in   */
+} mw_dir_config;
+
+/* The configuration generation being read or served (config.c). */
+mw_host *mw_current_host(void);
+void mw_set_current_host(mw_host *host);
+
+/* Directive table and per-directory config (config.c). */
+extern const command_rec mw_directives[];
+void *mw_create_dir_config(apr_pool_t *p, char *dir);
+void *mw_merge_dir_config(apr_pool_t *p, void *base, void *add);
+
+/* Serves r with the component of conf (component.c). */
+int mw_serve_component(request_rec *r, const mw_dir_config *conf);
+
+#endif

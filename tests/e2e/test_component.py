@@ -1,0 +1,250 @@
+"""Component mode end to end: a real Apache, the built mod_wasm.so, HTTP on
+loopback. Every test runs under each MPM (see conftest.MPMS)."""
+
+import hashlib
+import threading
+import time
+
+import pytest
+
+from apache import rss_kib
+from http1 import Connection, request
+
+MIB = 1 << 20
+
+
+def parse_echo(body):
+    """The test guest's /echo answer: (facts, [(name, value bytes)])."""
+    facts, headers = {}, []
+    for line in body.decode().splitlines():
+        key, _, rest = line.partition(" ")
+        if key == "header":
+            name, _, value = rest.partition(" ")
+            headers.append((name, bytes.fromhex(value)))
+        else:
+            facts[key] = rest
+    return facts, headers
+
+
+def test_hello_example_answers(apache):
+    r = request(apache.port, "GET", "/hello/world?x=1")
+    assert r.status == 200
+    assert r.header("content-type") == b"text/plain; charset=utf-8"
+    assert r.body == b"Hello from WebAssembly! You asked for /hello/world?x=1\n"
+
+
+@pytest.mark.parametrize("code", [201, 202, 404, 418, 451, 503])
+def test_status_codes_pass_through(apache, code):
+    r = request(apache.port, "GET", f"/t/status?code={code}")
+    assert r.status == code
+    assert r.body == f"status {code}\n".encode()
+
+
+def test_no_content_has_no_body(apache):
+    with Connection(apache.port) as conn:
+        r = conn.request("GET", "/t/status?code=204")
+        assert r.status == 204 and r.body == b""
+        # The connection is still in step: nothing stray was sent.
+        assert conn.request("GET", "/t/status?code=200").status == 200
+
+
+def test_request_as_the_guest_sees_it(apache):
+    headers = [
+        ("X-Plain", "value"),
+        ("X-Bytes", b"caf\xe9 \xff"),
+        ("X-Spaces", "a  b\tc"),
+        ("Accept", "text/plain"),
+    ]
+    target = "/t/sub/echo?b=2&a=%20x&a=y"
+    r = request(apache.port, "PURGE", target, headers=headers, authority="example.test:8080")
+    assert r.status == 200
+    facts, seen = parse_echo(r.body)
+    assert facts["method"] == "PURGE"
+    assert facts["scheme"] == "http"
+    assert facts["authority"] == "example.test:8080"
+    assert facts["target"] == target
+    expected = [(n.lower(), v if isinstance(v, bytes) else v.encode()) for n, v in headers]
+    # In the order sent; Host travels as the authority, not as a header.
+    assert [h for h in seen if h[0] in dict(expected)] == expected
+    assert "host" not in dict(seen)
+
+
+def test_repeated_request_headers_arrive_joined(apache):
+    # Apache itself folds repeated request header lines into one
+    # comma-separated value (RFC 9110 5.3) before any module sees them.
+    r = request(apache.port, "GET", "/t/echo", headers=[("X-Rep", "1"), ("X-Rep", "2")])
+    _, seen = parse_echo(r.body)
+    assert [v for n, v in seen if n == "x-rep"] == [b"1, 2"]
+
+
+def test_response_headers_multi_valued_and_byte_exact(apache):
+    r = request(apache.port, "GET", "/t/headers", headers=[("X-Reflect", b"\xfe\x80ok")])
+    assert r.status == 200
+    assert r.header("content-type") == b"text/x-test"
+    assert r.all("x-multi") == [b"one", b"two"]
+    assert r.all("set-cookie") == [b"a=1; Path=/", b"b=2; Path=/"]
+    assert r.header("x-bytes") == b"caf\xe9 \xff!"
+    assert r.header("x-reflected") == b"\xfe\x80ok"
+
+
+def test_head_runs_the_guest_and_sends_no_body(apache):
+    with Connection(apache.port) as conn:
+        r = conn.request("HEAD", "/t/headers")
+        assert r.status == 200
+        assert r.all("x-multi") == [b"one", b"two"]
+        # Had a body been sent, it would be read as the next response.
+        again = conn.request("GET", "/t/status?code=201")
+        assert again.status == 201
+
+
+def test_two_locations_two_components(apache):
+    assert request(apache.port, "GET", "/hello").body.startswith(b"Hello from WebAssembly!")
+    assert request(apache.port, "GET", "/t/x").body == b"test guest: /t/x\n"
+    assert request(apache.port, "GET", "/again/y").body == b"test guest: /again/y\n"
+
+
+def test_nested_location_inherits_and_overrides(apache):
+    inherited = request(apache.port, "GET", "/t/limited/echo")
+    assert inherited.status == 200 and b"target /t/limited/echo" in inherited.body
+    overridden = request(apache.port, "GET", "/t/override")
+    assert overridden.body.startswith(b"Hello from WebAssembly!")
+
+
+@pytest.mark.allow_log("MW00004")
+def test_virtual_hosts_are_isolated(apache):
+    a = request(apache.port, "GET", "/v", authority="a.test")
+    assert a.body.startswith(b"Hello from WebAssembly!")
+    # b.test has a /v of its own without a component: a.test's is not seen.
+    b = request(apache.port, "GET", "/v", authority="b.test")
+    assert b.status == 500
+    # ...and b.test's /w does not exist in a.test.
+    assert request(apache.port, "GET", "/w/echo", authority="b.test").status == 200
+    assert request(apache.port, "GET", "/w/echo", authority="a.test").status == 404
+
+
+@pytest.mark.allow_log("MW00004")
+def test_handler_without_component_is_500(apache):
+    assert request(apache.port, "GET", "/unconfigured").status == 500
+
+
+def pattern_upload(size, piece):
+    """size bytes of a repeating pattern, in pieces; returns (pieces, sha256)."""
+    block = bytes(range(256)) * (piece // 256)
+    digest = hashlib.sha256()
+    sent = 0
+    pieces = []
+    while sent < size:
+        part = block[: min(piece, size - sent)]
+        pieces.append(part)
+        digest.update(part)
+        sent += len(part)
+    return pieces, digest.hexdigest()
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
+def test_64_mib_upload_echoed_byte_exact(apache, chunked):
+    pieces, expected = pattern_upload(64 * MIB, 256 * 1024)
+    body = iter(pieces) if chunked else b"".join(pieces)
+    digest = hashlib.sha256()
+    total = [0]
+
+    def take(data):
+        digest.update(data)
+        total[0] += len(data)
+
+    r = request(apache.port, "POST", "/t/upload", body=body, on_chunk=take)
+    assert r.status == 200 and r.complete
+    assert total[0] == 64 * MIB
+    assert digest.hexdigest() == expected
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
+def test_limit_request_body_is_413(apache, chunked):
+    pieces, _ = pattern_upload(4096, 1024)
+    body = iter(pieces) if chunked else b"".join(pieces)
+    r = request(apache.port, "POST", "/t/limited/upload", body=body)
+    assert r.status == 413
+
+
+def test_1_gib_response_streams_with_bounded_memory(apache):
+    children = apache.children()
+    before = {pid: rss_kib(pid) for pid in children}
+    peak = dict(before)
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            for pid in children:
+                try:
+                    peak[pid] = max(peak[pid], rss_kib(pid))
+                except OSError:
+                    pass
+            done.wait(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    digest = hashlib.sha256()
+    total = [0]
+
+    def take(data):
+        digest.update(data)
+        total[0] += len(data)
+
+    try:
+        r = request(apache.port, "GET", "/t/big?mib=1024", on_chunk=take)
+    finally:
+        done.set()
+        sampler.join()
+    assert r.status == 200 and r.complete
+    assert total[0] == 1024 * MIB
+    expected = hashlib.sha256()
+    one_mib = bytes(range(256)) * 4096
+    for _ in range(1024):
+        expected.update(one_mib)
+    assert digest.hexdigest() == expected.hexdigest()
+    growth_mib = max(peak[pid] - before[pid] for pid in children) / 1024
+    print(f"peak child RSS growth while streaming 1 GiB: {growth_mib:.1f} MiB")
+    assert growth_mib < 64, f"a child grew by {growth_mib:.1f} MiB"
+
+
+def test_first_bytes_arrive_before_the_guest_finishes(apache):
+    start = time.monotonic()
+    r = request(apache.port, "GET", "/t/slow", keep_chunks=True)
+    assert r.status == 200 and r.body == b"first\nlast\n"
+    first = r.chunks[0]
+    assert first[1].startswith(b"first")
+    # The guest pauses one second between the two writes.
+    assert r.last_byte_at - r.first_byte_at > 0.5
+    assert first[0] - start < r.last_byte_at - start - 0.5
+
+
+@pytest.mark.allow_log("MW00012")
+@pytest.mark.parametrize("op", ["trap", "oob"])
+def test_trap_is_500_and_the_child_lives_on(apache, op):
+    children = apache.children()
+    with Connection(apache.port) as conn:
+        r = conn.request("GET", f"/t/{op}")
+        assert r.status == 500
+        assert b"trap" not in r.body  # no internals for the client
+    for _ in range(8):
+        assert request(apache.port, "GET", "/t/echo").status == 200
+    assert apache.children() == children
+    log = "\n".join(apache.new_log())
+    assert "MW00012" in log and "/t" in log and "test_guest.wasm" in log
+
+
+@pytest.mark.allow_log("MW00012")
+def test_guest_that_never_responds_is_500(apache):
+    r = request(apache.port, "GET", "/t/noresponse")
+    assert r.status == 500
+    assert request(apache.port, "GET", "/t/echo").status == 200
+
+
+@pytest.mark.allow_log("MW00014")
+@pytest.mark.parametrize("op", ["trap-after-head", "length-lie"])
+def test_failure_after_head_cuts_the_response(apache, op):
+    with Connection(apache.port) as conn:
+        r = conn.request("GET", f"/t/{op}")
+        assert r.status == 200
+        assert not r.complete, "a failed response must not look complete"
+    assert request(apache.port, "GET", "/t/echo").status == 200

@@ -1,0 +1,119 @@
+"""Configuration: what start-up accepts, and what it refuses with the file,
+line and reason."""
+
+import shutil
+
+import pytest
+
+from apache import GUEST, HELLO, Apache, ConfigError
+from http1 import request
+
+LOCATION = """
+<Location /x>
+    SetHandler wasm-handler
+    WasmComponent {path}
+</Location>
+"""
+
+
+def write(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+BAD_FILES = {
+    "missing": (lambda d: d / "missing.wasm", "cannot open"),
+    "text": (lambda d: write(d, "text.wasm", b"hello, not wasm\n"),
+             "is not a WebAssembly file"),
+    "core-module": (lambda d: write(d, "core.wasm", b"\0asm\x01\0\0\0"),
+                    "is a core WebAssembly module, not a component"),
+    # A valid component that exports nothing.
+    "no-export": (lambda d: write(d, "empty.wasm", b"\0asm\x0d\0\x01\0"),
+                  "does not export wasi:http/incoming-handler"),
+    "garbage-component": (lambda d: write(d, "broken.wasm", b"\0asm\x0d\0\x01\0\xff\xff"),
+                          "does not compile"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_component_stops_start_up_naming_file_line_and_path(tmp_path, case):
+    make, reason = BAD_FILES[case]
+    path = make(tmp_path)
+    server = Apache(LOCATION.replace("{path}", str(path)), name=f"bad-{case}")
+    try:
+        lines = server.config_text().splitlines()
+        line = next(i for i, text in enumerate(lines, 1) if "WasmComponent" in text)
+        for output in (server.configtest()[1], start_failure(server)):
+            assert f"line {line} of {server.conf}" in output, output
+            assert "WasmComponent" in output and str(path) in output, output
+            assert reason in output, output
+        assert server.configtest()[0] != 0
+    finally:
+        server.cleanup()
+
+
+def start_failure(server):
+    with pytest.raises(ConfigError) as refused:
+        server.start()
+    return refused.value.output
+
+
+def test_good_config_passes_configtest():
+    server = Apache(LOCATION.replace("{path}", "{hello}"), name="good")
+    try:
+        code, output = server.configtest()
+        assert code == 0 and "Syntax OK" in output, output
+    finally:
+        server.cleanup()
+
+
+def test_relative_path_is_under_server_root():
+    server = Apache(LOCATION.replace("{path}", "app.wasm"), name="relative")
+    try:
+        shutil.copy(HELLO, server.dir / "app.wasm")
+        server.start()
+        assert request(server.port, "GET", "/x").body.startswith(b"Hello from WebAssembly!")
+    finally:
+        server.cleanup()
+
+
+def test_one_file_in_many_locations_is_compiled_once():
+    body = "".join(LOCATION.replace("/x", f"/x{i}").replace("{path}", "{guest}")
+                   for i in range(3))
+    server = Apache(body, name="shared")
+    try:
+        server.start()
+        for i in range(3):
+            assert request(server.port, "GET", f"/x{i}/echo").status == 200
+        # The configuration is read twice at start-up, three locations each;
+        # the first reading logs to the console, the second to the error log.
+        console = server.console_log.read_text() + server.error_log.read_text()
+        assert console.count(f"MW00001: compiled {GUEST}") == 1, console
+        assert console.count(f"MW00001: reused compiled {GUEST}") == 5, console
+    finally:
+        server.cleanup()
+
+
+def test_wasm_component_is_not_allowed_in_htaccess():
+    body = """
+LoadModule alias_module /usr/lib/apache2/modules/mod_alias.so
+<Directory {dir}/site>
+    AllowOverride All
+    Require all granted
+</Directory>
+Alias /site {dir}/site
+"""
+    server = Apache(body, name="htaccess")
+    try:
+        site = server.dir / "site"
+        site.mkdir()
+        site.chmod(0o755)
+        (site / ".htaccess").write_text(f"WasmComponent {HELLO}\n")
+        (site / "index.html").write_text("static\n")
+        server.start()
+        assert request(server.port, "GET", "/site/index.html").status == 500
+        log = "\n".join(server.new_log())
+        assert "WasmComponent not allowed here" in log, log
+    finally:
+        server.cleanup()
