@@ -45,7 +45,10 @@ impl FileIdentity {
     }
 }
 
-static CACHE: Mutex<Option<HashMap<PathBuf, (FileIdentity, Arc<Artifact>)>>> = Mutex::new(None);
+/// Canonical path to the artifact compiled from the file as it was then.
+type Cache = HashMap<PathBuf, (FileIdentity, Arc<Artifact>)>;
+
+static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
 
 /// How a call to [`component`] was satisfied, for the start-up log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

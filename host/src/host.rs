@@ -19,7 +19,10 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 /// The components of one configuration generation.
 #[derive(Default)]
 pub struct Host {
-    // Boxed so that the C side can hold a stable pointer to each entry.
+    #[expect(
+        clippy::vec_box,
+        reason = "the C side holds a pointer to each entry; the Vec moves its items as it grows"
+    )]
     components: Vec<Box<HostedComponent>>,
     by_path: HashMap<PathBuf, usize>,
     engine: Option<Engine>,

@@ -97,6 +97,16 @@ def test_head_runs_the_guest_and_sends_no_body(apache):
         assert again.status == 201
 
 
+def test_guest_content_length_is_honoured(apache):
+    with Connection(apache.port) as conn:
+        r = conn.request("GET", "/t/sized")
+        assert r.body == b"hello sized"
+        assert r.header("content-length") == b"11"
+        assert r.header("transfer-encoding") is None
+        head = conn.request("HEAD", "/t/sized")
+        assert head.status == 200 and head.header("content-length") == b"11"
+
+
 def test_two_locations_two_components(apache):
     assert request(apache.port, "GET", "/hello").body.startswith(b"Hello from WebAssembly!")
     assert request(apache.port, "GET", "/t/x").body == b"test guest: /t/x\n"

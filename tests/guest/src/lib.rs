@@ -26,6 +26,7 @@ impl wasi::exports::http::incoming_handler::Guest for TestGuest {
             "trap-after-head" => trap_after_head(out),
             "noresponse" => drop(out),
             "length-lie" => length_lie(out),
+            "sized" => respond(out, 200, &[("content-length", b"11")], b"hello sized"),
             _ => respond(out, 200, &[], format!("test guest: {path}\n").as_bytes()),
         }
     }
@@ -44,9 +45,7 @@ fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
 fn fields(list: &[(&str, &[u8])]) -> Fields {
     let fields = Fields::new();
     for (name, value) in list {
-        fields
-            .append(name, &value.to_vec())
-            .expect("a valid header");
+        fields.append(name, value).expect("a valid header");
     }
     fields
 }
