@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+/// The C ABI's sources.
 const FFI_SOURCES: &[&str] = &[
     "src/ffi/mod.rs",
     "src/ffi/error.rs",
@@ -19,14 +20,15 @@ fn main() {
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-changed={HEADER}");
     println!("cargo:rerun-if-env-changed=MOD_WASM_UPDATE_HEADER");
-    let mut builder = cbindgen::Builder::new()
-        .with_config(cbindgen::Config::from_file("cbindgen.toml").expect("cbindgen.toml"));
     for source in FFI_SOURCES {
         println!("cargo:rerun-if-changed={source}");
-        builder = builder.with_src(source);
     }
+    // Only src/ffi exports C symbols and `repr(C)` types: the crate's public
+    // C surface is exactly that module.
     let mut generated = Vec::new();
-    builder
+    cbindgen::Builder::new()
+        .with_config(cbindgen::Config::from_file("cbindgen.toml").expect("cbindgen.toml"))
+        .with_crate(".")
         .generate()
         .expect("cbindgen could not read src/ffi")
         .write(&mut generated);

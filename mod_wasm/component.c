@@ -188,6 +188,17 @@ static const char *describe(mw_result rv)
     }
 }
 
+/* Forgets the guest's head when its response never went out, so that the
+ * error response Apache sends instead carries none of it. */
+static void forget_head(request_rec *r)
+{
+    r->status = HTTP_OK;
+    r->status_line = NULL;
+    r->content_type = NULL;
+    r->clength = 0;
+    apr_table_clear(r->headers_out);
+}
+
 /* Ends the request after the host returned. */
 static int finish(exchange_ctx *x, const mw_dir_config *conf, mw_result rv, const char *err)
 {
@@ -201,6 +212,7 @@ static int finish(exchange_ctx *x, const mw_dir_config *conf, mw_result rv, cons
     }
     if (!x->passed) {
         /* Nothing reached the client yet: answer with an error status. */
+        forget_head(r);
         if (x->read_status != OK) {
             return x->read_status;
         }
@@ -208,9 +220,6 @@ static int finish(exchange_ctx *x, const mw_dir_config *conf, mw_result rv, cons
                       "MW00012: %s for %s (component %s from %s): %s", describe(rv),
                       conf->section ? conf->section : r->uri, conf->component_path,
                       conf->component_origin, err);
-        r->status = HTTP_OK;
-        r->content_type = NULL;
-        apr_table_clear(r->headers_out);
         return rv == MW_RESULT_BAD_REQUEST ? HTTP_BAD_REQUEST : HTTP_INTERNAL_SERVER_ERROR;
     }
     if (x->client_gone) {
