@@ -165,10 +165,15 @@ static const char *request_target(request_rec *r)
     return apr_uri_unparse(r->pool, &r->parsed_uri, APR_URI_UNP_OMITSITEPART);
 }
 
-/* Host as the client sent it; without one (HTTP/1.0), the server's name. */
+/* The authority of an absolute-form target (which overrides Host, RFC 9112
+ * 3.2.2), else Host as the client sent it, else (HTTP/1.0 without Host) the
+ * server's name and port. */
 static const char *authority(request_rec *r)
 {
     const char *host = apr_table_get(r->headers_in, "Host");
+    if (r->parsed_uri.hostinfo) {
+        return r->parsed_uri.hostinfo;
+    }
     if (host && *host) {
         return host;
     }

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -200,6 +201,37 @@ Timeout 120
             elif BAD_LEVEL.search(line) and not any(tag in line for tag in allowed_tags):
                 bad.append(line)
         return bad
+
+
+class PeakRssGrowth:
+    """Samples the children's resident memory while the block runs;
+    .mib is the largest growth of any one child over its size before."""
+
+    def __init__(self, server):
+        self.children = server.children()
+        self.before = {pid: rss_kib(pid) for pid in self.children}
+        self.peak = dict(self.before)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample)
+        self.mib = 0.0
+
+    def _sample(self):
+        while not self.done.is_set():
+            for pid in self.children:
+                try:
+                    self.peak[pid] = max(self.peak[pid], rss_kib(pid))
+                except OSError:
+                    pass
+            self.done.wait(0.05)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+        self.mib = max(self.peak[p] - self.before[p] for p in self.children) / 1024
 
 
 def rss_kib(pid):

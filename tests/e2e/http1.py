@@ -6,6 +6,7 @@ first body byte, and whether a response ended cleanly or was cut.
 """
 
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,8 +34,14 @@ class Response:
 
 
 class Connection:
-    def __init__(self, port, host="127.0.0.1"):
+    def __init__(self, port, host="127.0.0.1", tls=False):
         self.sock = socket.create_connection((host, port), timeout=TIMEOUT)
+        if tls:
+            # The tests' servers use throwaway self-signed certificates.
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            self.sock = context.wrap_socket(self.sock)
         self.file = self.sock.makefile("rb")
 
     def close(self):
@@ -47,8 +54,8 @@ class Connection:
     def __exit__(self, *exc):
         self.close()
 
-    def send_head(self, method, target, headers, authority):
-        lines = [f"{method} {target} HTTP/1.1".encode()]
+    def send_head(self, method, target, headers, authority, version="HTTP/1.1"):
+        lines = [f"{method} {target} {version}".encode()]
         if authority is not None:
             lines.append(b"Host: " + authority.encode())
         for name, value in headers:
@@ -58,7 +65,7 @@ class Connection:
         self.sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n")
 
     def request(self, method, target, headers=(), body=None, authority="127.0.0.1",
-                on_chunk=None, keep_chunks=False):
+                on_chunk=None, keep_chunks=False, version="HTTP/1.1"):
         """Sends a request and reads its response.
 
         body: None, bytes (sent with Content-Length) or an iterable of bytes
@@ -70,7 +77,7 @@ class Connection:
             headers.append(("Content-Length", str(len(body))))
         elif body is not None:
             headers.append(("Transfer-Encoding", "chunked"))
-        self.send_head(method, target, headers, authority)
+        self.send_head(method, target, headers, authority, version)
         if body is None:
             return self.read_response(method, on_chunk, keep_chunks)
         # The server may answer (an echo, a 413) while the body is still
@@ -171,6 +178,6 @@ class Connection:
                 return False
 
 
-def request(port, method, target, **kwargs):
-    with Connection(port) as conn:
+def request(port, method, target, tls=False, **kwargs):
+    with Connection(port, tls=tls) as conn:
         return conn.request(method, target, **kwargs)

@@ -2,12 +2,11 @@
 loopback. Every test runs under each MPM (see conftest.MPMS)."""
 
 import hashlib
-import threading
 import time
 
 import pytest
 
-from apache import rss_kib
+from apache import PeakRssGrowth
 from http1 import Connection, request
 
 MIB = 1 << 20
@@ -67,6 +66,22 @@ def test_request_as_the_guest_sees_it(apache):
     # In the order sent; Host travels as the authority, not as a header.
     assert [h for h in seen if h[0] in dict(expected)] == expected
     assert "host" not in dict(seen)
+
+
+def test_http_1_0_without_host_gets_the_server_name(apache):
+    # The default virtual host answers; its name and port are what Apache
+    # itself uses for self-referential URLs (ServerName a.test, no port: 80).
+    r = request(apache.port, "GET", "/t/echo", authority=None, version="HTTP/1.0")
+    facts, _ = parse_echo(r.body)
+    assert facts["authority"] == "a.test:80"
+
+
+def test_absolute_form_target_gives_path_and_authority(apache):
+    r = request(apache.port, "GET", "http://b.test/w/echo?q=1", authority="ignored.test")
+    assert r.status == 200
+    facts, _ = parse_echo(r.body)
+    assert facts["target"] == "/w/echo?q=1"
+    assert facts["authority"] == "b.test"
 
 
 def test_repeated_request_headers_arrive_joined(apache):
@@ -162,10 +177,13 @@ def test_64_mib_upload_echoed_byte_exact(apache, chunked):
         digest.update(data)
         total[0] += len(data)
 
-    r = request(apache.port, "POST", "/t/upload", body=body, on_chunk=take)
+    with PeakRssGrowth(apache) as growth:
+        r = request(apache.port, "POST", "/t/upload", body=body, on_chunk=take)
     assert r.status == 200 and r.complete
     assert total[0] == 64 * MIB
     assert digest.hexdigest() == expected
+    print(f"peak child RSS growth while echoing 64 MiB: {growth.mib:.1f} MiB")
+    assert growth.mib < 32, f"a child grew by {growth.mib:.1f} MiB"
 
 
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
@@ -177,22 +195,6 @@ def test_limit_request_body_is_413(apache, chunked):
 
 
 def test_1_gib_response_streams_with_bounded_memory(apache):
-    children = apache.children()
-    before = {pid: rss_kib(pid) for pid in children}
-    peak = dict(before)
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            for pid in children:
-                try:
-                    peak[pid] = max(peak[pid], rss_kib(pid))
-                except OSError:
-                    pass
-            done.wait(0.05)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
     digest = hashlib.sha256()
     total = [0]
 
@@ -200,11 +202,8 @@ def test_1_gib_response_streams_with_bounded_memory(apache):
         digest.update(data)
         total[0] += len(data)
 
-    try:
+    with PeakRssGrowth(apache) as growth:
         r = request(apache.port, "GET", "/t/big?mib=1024", on_chunk=take)
-    finally:
-        done.set()
-        sampler.join()
     assert r.status == 200 and r.complete
     assert total[0] == 1024 * MIB
     expected = hashlib.sha256()
@@ -212,9 +211,8 @@ def test_1_gib_response_streams_with_bounded_memory(apache):
     for _ in range(1024):
         expected.update(one_mib)
     assert digest.hexdigest() == expected.hexdigest()
-    growth_mib = max(peak[pid] - before[pid] for pid in children) / 1024
-    print(f"peak child RSS growth while streaming 1 GiB: {growth_mib:.1f} MiB")
-    assert growth_mib < 64, f"a child grew by {growth_mib:.1f} MiB"
+    print(f"peak child RSS growth while streaming 1 GiB: {growth.mib:.1f} MiB")
+    assert growth.mib < 32, f"a child grew by {growth.mib:.1f} MiB"
 
 
 def test_first_bytes_arrive_before_the_guest_finishes(apache):
