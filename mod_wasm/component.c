@@ -16,6 +16,7 @@ APLOG_USE_MODULE(wasm);
 /* The state of one request while the host serves it. */
 typedef struct {
     request_rec *r;
+    const mw_dir_config *conf;
     apr_bucket_brigade *in;  /* request body, one read at a time            */
     apr_bucket_brigade *out; /* response body, one pass at a time           */
     int body_done;           /* input EOS seen: further reads return 0      */
@@ -155,6 +156,15 @@ static mw_io send_data(void *ctx, const uint8_t *data, size_t data_len, bool flu
     return pass_out(x);
 }
 
+/* A line the guest wrote to stderr: an error, as mod_cgi logs a script's
+ * stderr. */
+static void log_stderr(void *ctx, const uint8_t *line, size_t line_len)
+{
+    exchange_ctx *x = ctx;
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, x->r, "MW00015: guest stderr for %s (%s): %.*s",
+                  x->r->uri, x->conf->component_where, (int)line_len, (const char *)line);
+}
+
 /* The request target as received; for an absolute-form target, its path
  * and query. */
 static const char *request_target(request_rec *r)
@@ -221,25 +231,21 @@ static int finish(exchange_ctx *x, const mw_dir_config *conf, mw_result rv, cons
         if (x->read_status != OK) {
             return x->read_status;
         }
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "MW00012: %s for %s (component %s from %s): %s", describe(rv),
-                      conf->section ? conf->section : r->uri, conf->component_path,
-                      conf->component_origin, err);
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MW00012: %s for %s (%s): %s",
+                      describe(rv), r->uri, conf->component_where, err);
         return rv == MW_RESULT_BAD_REQUEST ? HTTP_BAD_REQUEST : HTTP_INTERNAL_SERVER_ERROR;
     }
     if (x->client_gone) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      "MW00013: the client went away during the response from %s",
-                      conf->component_path);
+                      "MW00013: the client went away during the response for %s (%s)",
+                      r->uri, conf->component_where);
         return OK;
     }
     /* The head is out: the only honest signal left is to cut the response
      * (no last chunk, connection closed), never a clean-looking end. */
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                  "MW00014: %s after the response began, cutting it, for %s "
-                  "(component %s from %s): %s", describe(rv),
-                  conf->section ? conf->section : r->uri, conf->component_path,
-                  conf->component_origin, err);
+                  "MW00014: %s after the response began, cutting it, for %s (%s): %s",
+                  describe(rv), r->uri, conf->component_where, err);
     r->connection->keepalive = AP_CONN_CLOSE;
     APR_BRIGADE_INSERT_TAIL(x->out, ap_bucket_error_create(HTTP_BAD_GATEWAY, NULL, r->pool, alloc));
     APR_BRIGADE_INSERT_TAIL(x->out, apr_bucket_eos_create(alloc));
@@ -274,10 +280,11 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf)
         .headers_len = headers_len,
     };
     x.r = r;
+    x.conf = conf;
     x.in = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     x.out = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     x.read_status = OK;
-    exchange = (mw_exchange){&x, read_body, send_head, send_data};
+    exchange = (mw_exchange){&x, read_body, send_head, send_data, log_stderr};
 
     rv = mw_component_serve(conf->component, &request, &exchange, err, sizeof(err));
     return finish(&x, conf, rv, err);

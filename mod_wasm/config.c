@@ -22,28 +22,39 @@ void mw_set_current_host(mw_host *host)
 
 void *mw_create_dir_config(apr_pool_t *p, char *dir)
 {
-    mw_dir_config *conf = apr_pcalloc(p, sizeof(*conf));
-    conf->section = dir ? apr_pstrdup(p, dir) : NULL;
-    return conf;
+    return apr_pcalloc(p, sizeof(mw_dir_config));
 }
 
 void *mw_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
 {
     const mw_dir_config *base = base_conf, *add = add_conf;
     mw_dir_config *conf = apr_pcalloc(p, sizeof(*conf));
-    /* The component and the facts about its directive travel together. */
+    /* The component and the description of its directive travel together. */
     if (add->component) {
         conf->component = add->component;
-        conf->component_path = add->component_path;
-        conf->component_origin = add->component_origin;
+        conf->component_where = add->component_where;
     }
     else {
         conf->component = base->component;
-        conf->component_path = base->component_path;
-        conf->component_origin = base->component_origin;
+        conf->component_where = base->component_where;
     }
-    conf->section = add->section ? add->section : base->section;
     return conf;
+}
+
+/* "<Location /app>", or the server or virtual host the directive is in. */
+static const char *section_of(cmd_parms *cmd)
+{
+    const ap_directive_t *parent = cmd->directive->parent;
+    if (parent) {
+        /* A section's args still end with its '>'. */
+        const char *args = parent->args;
+        size_t len = strlen(args);
+        if (len > 0 && args[len - 1] == '>') {
+            len--;
+        }
+        return apr_psprintf(cmd->pool, "%s %.*s>", parent->directive, (int)len, args);
+    }
+    return cmd->server->is_virtual ? "its virtual host" : "the server config";
 }
 
 /* WasmComponent <path>: validated and compiled right here, so that a bad
@@ -72,9 +83,9 @@ static const char *set_component(cmd_parms *cmd, void *dir_conf, const char *arg
                  "MW00001: %s %s (%s:%d)", compiled ? "compiled" : "reused compiled",
                  path, cmd->directive->filename, cmd->directive->line_num);
     conf->component = component;
-    conf->component_path = path;
-    conf->component_origin = apr_psprintf(cmd->pool, "%s:%d", cmd->directive->filename,
-                                          cmd->directive->line_num);
+    conf->component_where = apr_psprintf(cmd->pool, "%s %s in %s at %s:%d", cmd->cmd->name, path,
+                                         section_of(cmd), cmd->directive->filename,
+                                         cmd->directive->line_num);
     return NULL;
 }
 

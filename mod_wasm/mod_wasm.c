@@ -59,7 +59,7 @@ static int wasm_handler(request_rec *r)
     if (!conf->component) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "MW00004: %s is handled by " MW_HANDLER_NAME " but no WasmComponent "
-                      "is configured for it", conf->section ? conf->section : r->uri);
+                      "is configured for it", r->uri);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     return mw_serve_component(r, conf);

@@ -21,10 +21,9 @@ extern module AP_MODULE_DECLARE_DATA wasm_module;
 /* Per-directory configuration. Every field is "unset" when NULL, so that a
  * nested section inherits each directive it does not set itself. */
 typedef struct {
-    const mw_component *component; /* compiled WasmComponent, or NULL       */
-    const char *component_path;    /* its path as configured, for log lines */
-    const char *component_origin;  /* "file:line" of the directive          */
-    const char *section;           /* the <Location>/<Directory> it is in   */
+    const mw_component *component; /* compiled WasmComponent, or NULL      */
+    const char *component_where;   /* "WasmComponent <path> in <section> at
+                                    * <file>:<line>", for log lines         */
 } mw_dir_config;
 
 /* The configuration generation being read or served (config.c). */

@@ -106,6 +106,9 @@ typedef struct mw_exchange {
   // Passes response body bytes on; `flush` asks for them to reach the
   // client now.
   mw_io (*send_data)(void *ctx, const uint8_t *data, size_t data_len, bool flush);
+  // Logs one line the guest wrote to stderr (without its line ending).
+  // May be NULL: the lines are then dropped.
+  void (*log_stderr)(void *ctx, const uint8_t *line, size_t line_len);
 } mw_exchange;
 
 // Creates an empty generation. Returns NULL only if the host failed.

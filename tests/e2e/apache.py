@@ -128,6 +128,18 @@ Timeout 120
         return done.returncode, done.stdout + done.stderr
 
     def start(self):
+        # The port was free when picked; another process may have taken it
+        # since. Pick again rather than fail.
+        for _ in range(3):
+            try:
+                return self._start()
+            except ConfigError as refused:
+                if "Address already in use" not in refused.output:
+                    raise
+                self.port = free_port()
+        return self._start()
+
+    def _start(self):
         self.write_config()
         # Before it opens its error log, Apache writes to stderr: keep that in
         # a file (a pipe nobody reads could fill up and stall it). Its own

@@ -186,12 +186,18 @@ def test_64_mib_upload_echoed_byte_exact(apache, chunked):
     assert growth.mib < 32, f"a child grew by {growth.mib:.1f} MiB"
 
 
+# The test guest panics when its body read fails: its message is logged.
+@pytest.mark.allow_log("MW00015")
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
 def test_limit_request_body_is_413(apache, chunked):
     pieces, _ = pattern_upload(4096, 1024)
     body = iter(pieces) if chunked else b"".join(pieces)
     r = request(apache.port, "POST", "/t/limited/upload", body=body)
     assert r.status == 413
+    panic = [line for line in apache.new_log() if "MW00015" in line and "panicked" in line]
+    # The request's path, and where its component was configured.
+    assert panic and "for /t/limited/upload (WasmComponent " in panic[0], panic
+    assert "test_guest.wasm in <Location /t> at " in panic[0], panic
 
 
 def test_1_gib_response_streams_with_bounded_memory(apache):
@@ -238,7 +244,8 @@ def test_trap_is_500_and_the_child_lives_on(apache, op):
         assert request(apache.port, "GET", "/t/echo").status == 200
     assert apache.children() == children
     log = "\n".join(apache.new_log())
-    assert "MW00012" in log and "/t" in log and "test_guest.wasm" in log
+    assert f"MW00012: the guest failed for /t/{op} (WasmComponent " in log, log
+    assert f"test_guest.wasm in <Location /t> at {apache.conf}:" in log, log
 
 
 @pytest.mark.allow_log("MW00012")

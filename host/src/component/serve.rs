@@ -1,7 +1,7 @@
 //! One request, one fresh instance: run the guest's `incoming-handler` and
 //! stream its response into a [`ResponseSink`].
 
-use super::{BodySource, RequestBody, RequestState};
+use super::{BodySource, GuestStderr, RequestBody, RequestState};
 use crate::runtime;
 use http::HeaderMap;
 use http_body_util::BodyExt;
@@ -50,8 +50,9 @@ pub fn serve<S: BodySource>(
     scheme: Scheme,
     request: http::Request<RequestBody<S>>,
     sink: &mut dyn ResponseSink,
+    stderr: GuestStderr,
 ) -> Result<(), ServeError> {
-    runtime::block_on(exchange(pre.clone(), scheme, request, sink))
+    runtime::block_on(exchange(pre.clone(), scheme, request, sink, stderr))
         .map_err(|e| ServeError::Internal(format!("cannot start a tokio runtime: {e}")))?
 }
 
@@ -62,8 +63,9 @@ async fn exchange<S: BodySource>(
     scheme: Scheme,
     request: http::Request<RequestBody<S>>,
     sink: &mut dyn ResponseSink,
+    stderr: GuestStderr,
 ) -> Result<(), ServeError> {
-    let mut store = Store::new(pre.engine(), RequestState::new());
+    let mut store = Store::new(pre.engine(), RequestState::new(stderr));
     let (response_tx, response_rx) = oneshot::channel();
     let mut http = store.data_mut().http();
     let incoming = http

@@ -1,5 +1,6 @@
 //! Per-request store state: what one instance of a guest may touch.
 
+use super::GuestStderr;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{Error, RequestOptions, Result, WasiBody, WasiHttpCtx, WasiHttpCtxView};
@@ -8,8 +9,9 @@ use wasmtime_wasi_http::{WasiHttpHooks, WasiHttpView};
 /// The data of a request's `Store`.
 ///
 /// The WASI context grants nothing: no environment, no arguments, no
-/// preopened directories, no sockets, and stdin/stdout/stderr are empty or
-/// discarded. Capabilities are granted per location by later configuration.
+/// preopened directories, no sockets; stdin is empty and stdout discarded.
+/// stderr goes to the host's log. Capabilities are granted per location by
+/// later configuration.
 pub struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
@@ -19,19 +21,13 @@ pub struct RequestState {
 
 impl RequestState {
     /// A state that grants the guest no capabilities.
-    pub fn new() -> Self {
+    pub fn new(stderr: GuestStderr) -> Self {
         RequestState {
-            wasi: WasiCtx::builder().build(),
+            wasi: WasiCtx::builder().stderr(stderr).build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: DenyOutgoing,
         }
-    }
-}
-
-impl Default for RequestState {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -2,7 +2,7 @@
 //! [`BodySource`] and [`ResponseSink`] the component code wants.
 
 use super::{mw_bytes, mw_header};
-use crate::component::{BodySource, ReadError, ResponseSink, SinkError};
+use crate::component::{BodySource, LineSink, ReadError, ResponseSink, SinkError};
 use http::HeaderMap;
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -70,6 +70,10 @@ pub struct mw_exchange {
             flush: bool,
         ) -> mw_io,
     >,
+    /// Logs one line the guest wrote to stderr (without its line ending).
+    /// May be NULL: the lines are then dropped.
+    pub log_stderr:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, line: *const u8, line_len: usize)>,
 }
 
 type ReadBodyFn =
@@ -115,6 +119,41 @@ impl BodySource for CBody {
         match unsafe { (self.read)(self.ctx, buf.as_mut_ptr(), buf.len(), &mut read) } {
             mw_io::Ok => Ok(read.min(buf.len())),
             mw_io::Failed => Err(ReadError),
+        }
+    }
+}
+
+type LogFn = unsafe extern "C" fn(ctx: *mut c_void, line: *const u8, len: usize);
+
+/// The guest's stderr lines through `log_stderr`.
+pub(crate) struct CLog {
+    ctx: *mut c_void,
+    log: Option<LogFn>,
+    /// Shared with the request's [`CBody`]: no call after the request ended.
+    alive: Arc<AtomicBool>,
+}
+
+// SAFETY: as for `CBody`: only called on the serving thread, while the
+// request is alive; `Send` is required by WASI's stream types.
+unsafe impl Send for CLog {}
+
+impl CLog {
+    pub(crate) fn new(exchange: &mw_exchange, body: &CBody) -> Self {
+        CLog {
+            ctx: exchange.ctx,
+            log: exchange.log_stderr,
+            alive: body.alive_flag(),
+        }
+    }
+}
+
+impl LineSink for CLog {
+    fn line(&mut self, line: &[u8]) {
+        if let Some(log) = self.log
+            && self.alive.load(Ordering::Acquire)
+        {
+            // SAFETY: the request is alive; `line` outlives the call.
+            unsafe { log(self.ctx, line.as_ptr(), line.len()) };
         }
     }
 }

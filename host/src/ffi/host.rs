@@ -2,10 +2,10 @@
 //! components it holds.
 
 use super::error::{ErrorBuf, guarded};
-use super::exchange::{CBody, CSink, mw_exchange, mw_request};
+use super::exchange::{CBody, CLog, CSink, mw_exchange, mw_request};
 use super::{mw_bytes, mw_result};
 use crate::compile::Outcome;
-use crate::component::{self, RequestHead, ServeError};
+use crate::component::{self, GuestStderr, RequestHead, ServeError};
 use crate::host::{Host, HostedComponent};
 use std::ffi::{OsStr, c_char};
 use std::os::unix::ffi::OsStrExt;
@@ -147,13 +147,14 @@ pub unsafe extern "C" fn mw_component_serve(
             return err.fail(mw_result::NullArgument, "the exchange lacks a callback");
         };
         let alive = body.alive_flag();
+        let stderr = GuestStderr::new(CLog::new(exchange, &body));
         // SAFETY: the request's views are valid for this call.
         let head = unsafe { request_head(request) };
         let result = match component::build_request(head, body) {
             Err(why) => err.fail(mw_result::BadRequest, &why),
             Ok((scheme, request)) => {
                 let mut sink = CSink::new(exchange);
-                match component::serve(pre, scheme, request, &mut sink) {
+                match component::serve(pre, scheme, request, &mut sink, stderr) {
                     Ok(()) => mw_result::Ok,
                     Err(ServeError::Guest(why)) => err.fail(mw_result::GuestFailed, &why),
                     Err(ServeError::NoResponse) => err.fail(

@@ -26,6 +26,11 @@ impl wasi::exports::http::incoming_handler::Guest for TestGuest {
             "trap-after-head" => trap_after_head(out),
             "noresponse" => drop(out),
             "length-lie" => length_lie(out),
+            "stderr" => {
+                eprint!("first line\nsecond line\nno newline at the end");
+                respond(out, 200, &[], b"logged\n")
+            }
+            "panic" => panic!("the guest panicked on purpose"),
             "sized" => respond(out, 200, &[("content-length", b"11")], b"hello sized"),
             _ => respond(out, 200, &[], format!("test guest: {path}\n").as_bytes()),
         }

@@ -1,0 +1,173 @@
+//! The guest's stderr, line by line, to wherever the host logs (in Apache,
+//! the error log). A Rust guest's panic message arrives this way.
+
+use bytes::Bytes;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+/// A longer line is logged in pieces of this size, so that a guest cannot
+/// make the host buffer without bound by never writing a newline.
+const MAX_LINE: usize = 4096;
+
+/// Where complete stderr lines go.
+pub trait LineSink: Send + 'static {
+    /// One line, without its line ending.
+    fn line(&mut self, line: &[u8]);
+}
+
+/// Bytes in, lines out.
+struct Lines {
+    sink: Box<dyn LineSink>,
+    partial: Vec<u8>,
+}
+
+impl Lines {
+    fn push(&mut self, mut bytes: &[u8]) {
+        while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
+            self.partial.extend_from_slice(&bytes[..end]);
+            self.emit();
+            bytes = &bytes[end + 1..];
+        }
+        self.partial.extend_from_slice(bytes);
+        while self.partial.len() >= MAX_LINE {
+            let rest = self.partial.split_off(MAX_LINE);
+            self.emit();
+            self.partial = rest;
+        }
+    }
+
+    fn emit(&mut self) {
+        if self.partial.last() == Some(&b'\r') {
+            self.partial.pop();
+        }
+        // Blank lines carry nothing worth a log line.
+        if !self.partial.is_empty() {
+            self.sink.line(&self.partial);
+        }
+        self.partial.clear();
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        if !self.partial.is_empty() {
+            self.emit();
+        }
+    }
+}
+
+/// The guest's stderr: every stream WASI opens on it shares one line buffer.
+#[derive(Clone)]
+pub struct GuestStderr(Arc<Mutex<Lines>>);
+
+impl GuestStderr {
+    /// A stderr whose lines go to `sink`; what is left of an unfinished line
+    /// goes there when the last stream is dropped.
+    pub fn new(sink: impl LineSink) -> Self {
+        GuestStderr(Arc::new(Mutex::new(Lines {
+            sink: Box::new(sink),
+            partial: Vec::new(),
+        })))
+    }
+
+    fn push(&self, bytes: &[u8]) {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(bytes);
+    }
+}
+
+impl IsTerminal for GuestStderr {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestStderr {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for GuestStderr {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for GuestStderr {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+impl AsyncWrite for GuestStderr {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Collect(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl LineSink for Collect {
+        fn line(&mut self, line: &[u8]) {
+            self.0.lock().unwrap().push(line.to_vec());
+        }
+    }
+
+    #[test]
+    fn splits_lines_across_writes_and_flushes_the_rest_on_drop() {
+        let lines = Collect::default();
+        let stderr = GuestStderr::new(lines.clone());
+        stderr.push(b"\none\r\ntw");
+        stderr.push(b"o\nthree");
+        assert_eq!(*lines.0.lock().unwrap(), [b"one".to_vec(), b"two".to_vec()]);
+        drop(stderr);
+        assert_eq!(lines.0.lock().unwrap().len(), 3);
+        assert_eq!(lines.0.lock().unwrap()[2], b"three");
+    }
+
+    #[test]
+    fn cuts_a_line_without_end_into_pieces() {
+        let lines = Collect::default();
+        let stderr = GuestStderr::new(lines.clone());
+        stderr.push(&vec![b'x'; MAX_LINE * 2 + 10]);
+        assert_eq!(lines.0.lock().unwrap().len(), 2);
+        assert!(lines.0.lock().unwrap().iter().all(|l| l.len() == MAX_LINE));
+    }
+}
