@@ -2,6 +2,7 @@
 loopback. Every test runs under each MPM (see conftest.MPMS)."""
 
 import hashlib
+import threading
 import time
 
 import pytest
@@ -82,6 +83,28 @@ def test_absolute_form_target_gives_path_and_authority(apache):
     facts, _ = parse_echo(r.body)
     assert facts["target"] == "/w/echo?q=1"
     assert facts["authority"] == "b.test"
+
+
+def test_concurrent_requests_each_get_their_own_instance(apache):
+    # More requests at once than the MPM has threads (4): they queue, and
+    # each answer must still be its own request's.
+    results = {}
+
+    def one(i):
+        r = request(apache.port, "GET", f"/t/echo?i={i}", headers=[("X-Index", str(i))])
+        _, seen = parse_echo(r.body)
+        results[i] = (r.status, dict(seen).get("x-index"), b"i=%d" % i in r.body)
+
+    slow = threading.Thread(target=lambda: results.setdefault(
+        "slow", request(apache.port, "GET", "/t/slow").body))
+    slow.start()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads + [slow]:
+        t.join()
+    assert results.pop("slow") == b"first\nlast\n"
+    assert results == {i: (200, str(i).encode(), True) for i in range(12)}
 
 
 def test_repeated_request_headers_arrive_joined(apache):
