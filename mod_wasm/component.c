@@ -13,7 +13,8 @@
 
 APLOG_USE_MODULE(wasm);
 
-/* The state of one request while the host serves it. */
+/* The state of one request while the host serves it. In the request pool:
+ * the response filter still reads it after the handler returned. */
 typedef struct {
     request_rec *r;
     const mw_dir_config *conf;
@@ -22,7 +23,7 @@ typedef struct {
     int body_done;           /* input EOS seen: further reads return 0      */
     int read_status;         /* HTTP status of a failed body read, else OK  */
     int passed;              /* a brigade went out: the head is on the wire */
-    int client_gone;         /* the output filters refused a pass           */
+    int client_gone;         /* the connection was aborted                  */
 } exchange_ctx;
 
 static mw_bytes bytes_of(const char *s)
@@ -30,21 +31,41 @@ static mw_bytes bytes_of(const char *s)
     return (mw_bytes){(const uint8_t *)s, s ? strlen(s) : 0};
 }
 
-static mw_io pass_out(exchange_ctx *x)
+/* Passes x->out down the output filters. A failure is either the client
+ * going away or a filter failing; finish() tells them apart. */
+static uint32_t pass_out(exchange_ctx *x)
 {
     apr_status_t rv = ap_pass_brigade(x->r->output_filters, x->out);
     apr_brigade_cleanup(x->out);
     x->passed = 1;
-    if (rv != APR_SUCCESS || x->r->connection->aborted) {
+    if (x->r->connection->aborted) {
         x->client_gone = 1;
-        return MW_IO_FAILED;
     }
-    return MW_IO_OK;
+    return rv == APR_SUCCESS && !x->client_gone ? MW_IO_OK : MW_IO_FAILED;
+}
+
+/* Once the response has begun, an error bucket from anywhere (HTTP_IN sends
+ * one with an EOS when LimitRequestBody trips mid-upload) must cut the
+ * response: only 502 makes the chunk filter withhold the last chunk. */
+apr_status_t mw_response_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    exchange_ctx *x = f->ctx;
+    apr_bucket *b;
+
+    if (x->passed) {
+        for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb); b = APR_BUCKET_NEXT(b)) {
+            if (AP_BUCKET_IS_ERROR(b)) {
+                ((ap_bucket_error *)b->data)->status = HTTP_BAD_GATEWAY;
+                f->r->connection->keepalive = AP_CONN_CLOSE;
+            }
+        }
+    }
+    return ap_pass_brigade(f->next, bb);
 }
 
 /* Reads the next piece of the request body through the input filters, which
  * de-chunk it and enforce LimitRequestBody. */
-static mw_io read_body(void *ctx, uint8_t *buf, size_t buf_len, size_t *read_out)
+static uint32_t read_body(void *ctx, uint8_t *buf, size_t buf_len, size_t *read_out)
 {
     exchange_ctx *x = ctx;
     request_rec *r = x->r;
@@ -95,13 +116,14 @@ static int parse_length(const char *value, apr_off_t *length)
 }
 
 /* Puts the guest's status and headers on the request. */
-static mw_io send_head(void *ctx, uint16_t status, const mw_header *headers, size_t headers_len)
+static uint32_t send_head(void *ctx, uint16_t status, const mw_header *headers,
+                          size_t headers_len)
 {
     exchange_ctx *x = ctx;
     request_rec *r = x->r;
     size_t i;
 
-    if (x->read_status != OK) {
+    if (x->read_status != OK || r->eos_sent) {
         /* The request body failed (e.g. 413): that is the answer, not
          * whatever the guest made of the failure. */
         return MW_IO_FAILED;
@@ -138,11 +160,15 @@ static mw_io send_head(void *ctx, uint16_t status, const mw_header *headers, siz
 
 /* Passes a piece of the body on; HEAD requests run the guest but send no
  * body, so the bytes are dropped. */
-static mw_io send_data(void *ctx, const uint8_t *data, size_t data_len, bool flush)
+static uint32_t send_data(void *ctx, const uint8_t *data, size_t data_len, bool flush)
 {
     exchange_ctx *x = ctx;
     apr_bucket_alloc_t *alloc = x->r->connection->bucket_alloc;
 
+    if (x->r->eos_sent) {
+        /* Something else ended the response (an input filter's error). */
+        return MW_IO_FAILED;
+    }
     if (x->r->header_only) {
         return MW_IO_OK;
     }
@@ -221,8 +247,10 @@ static int finish(exchange_ctx *x, const mw_dir_config *conf, mw_result rv, cons
     apr_bucket_alloc_t *alloc = r->connection->bucket_alloc;
 
     if (rv == MW_RESULT_OK) {
-        APR_BRIGADE_INSERT_TAIL(x->out, apr_bucket_eos_create(alloc));
-        pass_out(x);
+        if (!r->eos_sent) {
+            APR_BRIGADE_INSERT_TAIL(x->out, apr_bucket_eos_create(alloc));
+            pass_out(x);
+        }
         return OK;
     }
     if (!x->passed) {
@@ -247,9 +275,12 @@ static int finish(exchange_ctx *x, const mw_dir_config *conf, mw_result rv, cons
                   "MW00014: %s after the response began, cutting it, for %s (%s): %s",
                   describe(rv), r->uri, conf->component_where, err);
     r->connection->keepalive = AP_CONN_CLOSE;
-    APR_BRIGADE_INSERT_TAIL(x->out, ap_bucket_error_create(HTTP_BAD_GATEWAY, NULL, r->pool, alloc));
-    APR_BRIGADE_INSERT_TAIL(x->out, apr_bucket_eos_create(alloc));
-    pass_out(x);
+    if (!r->eos_sent) {
+        APR_BRIGADE_INSERT_TAIL(x->out,
+                                ap_bucket_error_create(HTTP_BAD_GATEWAY, NULL, r->pool, alloc));
+        APR_BRIGADE_INSERT_TAIL(x->out, apr_bucket_eos_create(alloc));
+        pass_out(x);
+    }
     return OK;
 }
 
@@ -259,7 +290,7 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf)
     const apr_table_entry_t *field = (const apr_table_entry_t *)fields->elts;
     mw_header *headers = apr_palloc(r->pool, sizeof(*headers) * (fields->nelts + 1));
     size_t headers_len = 0;
-    exchange_ctx x = {0};
+    exchange_ctx *x = apr_pcalloc(r->pool, sizeof(*x));
     mw_request request;
     mw_exchange exchange;
     char err[MW_ERROR_LEN] = "";
@@ -279,13 +310,14 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf)
         .headers = headers,
         .headers_len = headers_len,
     };
-    x.r = r;
-    x.conf = conf;
-    x.in = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    x.out = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    x.read_status = OK;
-    exchange = (mw_exchange){&x, read_body, send_head, send_data, log_stderr};
+    x->r = r;
+    x->conf = conf;
+    x->in = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    x->out = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    x->read_status = OK;
+    ap_add_output_filter(MW_RESPONSE_FILTER, x, r, r->connection);
+    exchange = (mw_exchange){x, read_body, send_head, send_data, log_stderr};
 
     rv = mw_component_serve(conf->component, &request, &exchange, err, sizeof(err));
-    return finish(&x, conf, rv, err);
+    return finish(x, conf, rv, err);
 }

@@ -70,6 +70,7 @@ static void wasm_register_hooks(apr_pool_t *p)
     ap_hook_pre_config(wasm_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(wasm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(wasm_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_register_output_filter(MW_RESPONSE_FILTER, mw_response_filter, NULL, AP_FTYPE_RESOURCE);
 }
 
 AP_DECLARE_MODULE(wasm) = {

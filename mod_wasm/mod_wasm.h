@@ -8,6 +8,7 @@
 
 #include "httpd.h"
 #include "http_config.h"
+#include "util_filter.h"
 #include "mod_wasm_host.h"
 
 /* The handler name that routes a request to this module. */
@@ -37,5 +38,9 @@ void *mw_merge_dir_config(apr_pool_t *p, void *base, void *add);
 
 /* Serves r with the component of conf (component.c). */
 int mw_serve_component(request_rec *r, const mw_dir_config *conf);
+
+/* The output filter each component response runs through (component.c). */
+#define MW_RESPONSE_FILTER "WASM_RESPONSE"
+apr_status_t mw_response_filter(ap_filter_t *f, apr_bucket_brigade *bb);
 
 #endif

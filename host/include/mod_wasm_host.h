@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// The stack a guest and the host code it calls run on: 8 MiB, Linux's
+// default thread stack, which is what Apache's own code expects.
+#define DEFAULT_ASYNC_STACK_SIZE (8 << 20)
+
 // What a call returns.
 enum mw_result
 #if __STDC_VERSION__ >= 202311L
@@ -94,18 +98,23 @@ typedef struct mw_request {
 } mw_request;
 
 // The callbacks of one request, all called on the serving thread with `ctx`.
+// Those that can fail return an [`mw_io`] value as a `uint32_t`: anything
+// but `MW_IO_OK` is a failure.
 typedef struct mw_exchange {
   // Passed to every callback.
   void *ctx;
   // Reads request body bytes into `buf` (at most `buf_len`), blocking
   // until at least one byte or the end of the body; `*read_out` is 0 at
   // the end.
-  mw_io (*read_body)(void *ctx, uint8_t *buf, size_t buf_len, size_t *read_out);
+  uint32_t (*read_body)(void *ctx, uint8_t *buf, size_t buf_len, size_t *read_out);
   // Sets the response status and headers. Called once, before any data.
-  mw_io (*send_head)(void *ctx, uint16_t status, const struct mw_header *headers, size_t headers_len);
+  uint32_t (*send_head)(void *ctx,
+                        uint16_t status,
+                        const struct mw_header *headers,
+                        size_t headers_len);
   // Passes response body bytes on; `flush` asks for them to reach the
   // client now.
-  mw_io (*send_data)(void *ctx, const uint8_t *data, size_t data_len, bool flush);
+  uint32_t (*send_data)(void *ctx, const uint8_t *data, size_t data_len, bool flush);
   // Logs one line the guest wrote to stderr (without its line ending).
   // May be NULL: the lines are then dropped.
   void (*log_stderr)(void *ctx, const uint8_t *line, size_t line_len);

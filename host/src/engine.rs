@@ -7,6 +7,10 @@
 
 use wasmtime::{Config, Engine, Result};
 
+/// The stack a guest and the host code it calls run on: 8 MiB, Linux's
+/// default thread stack, which is what Apache's own code expects.
+pub const DEFAULT_ASYNC_STACK_SIZE: usize = 8 << 20;
+
 /// The configuration every mod_wasm engine is built from.
 pub fn config() -> Config {
     let mut config = Config::new();
@@ -16,6 +20,11 @@ pub fn config() -> Config {
     // compiled in parallel hung forever. Compile on the calling thread.
     config.parallel_compilation(false);
     config.wasm_component_model(true);
+    // Guests run on their own stacks, and Apache code runs there too when a
+    // guest reads its request body (input filters, TLS, even an error
+    // document's internal redirect). Give it the room of an ordinary thread
+    // stack; only the pages touched are ever backed by memory.
+    config.async_stack_size(DEFAULT_ASYNC_STACK_SIZE);
     config
 }
 

@@ -11,7 +11,7 @@ use crate::component::{ComponentLinker, RequestState};
 use crate::engine;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -19,11 +19,9 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 /// The components of one configuration generation.
 #[derive(Default)]
 pub struct Host {
-    #[expect(
-        clippy::vec_box,
-        reason = "the C side holds a pointer to each entry; the Vec moves its items as it grows"
-    )]
-    components: Vec<Box<HostedComponent>>,
+    // Shared, because the C side holds a pointer to each entry while more
+    // are added.
+    components: Vec<Arc<HostedComponent>>,
     by_path: HashMap<PathBuf, usize>,
     engine: Option<Engine>,
 }
@@ -32,7 +30,7 @@ pub struct Host {
 pub struct HostedComponent {
     artifact: Arc<Artifact>,
     /// Set in each child by [`Host::child_init`].
-    pre: Option<ProxyPre<RequestState>>,
+    pre: OnceLock<ProxyPre<RequestState>>,
 }
 
 impl Host {
@@ -44,16 +42,19 @@ impl Host {
     /// Validates and compiles the component at `path` (or takes it from the
     /// cache) and returns its entry, shared with earlier directives that
     /// named the same file.
-    pub fn add_component(&mut self, path: &Path) -> Result<(&HostedComponent, Outcome), String> {
+    pub fn add_component(
+        &mut self,
+        path: &Path,
+    ) -> Result<(&Arc<HostedComponent>, Outcome), String> {
         let (artifact, outcome) = compile::component(path)?;
         let index = match self.by_path.get(&artifact.path) {
             Some(&index) => index,
             None => {
                 self.by_path
                     .insert(artifact.path.clone(), self.components.len());
-                self.components.push(Box::new(HostedComponent {
+                self.components.push(Arc::new(HostedComponent {
                     artifact,
-                    pre: None,
+                    pre: OnceLock::new(),
                 }));
                 self.components.len() - 1
             }
@@ -65,11 +66,14 @@ impl Host {
     /// that fails to load is reported and left unloaded (its requests fail);
     /// the others still serve.
     pub fn child_init(&mut self) -> Result<(), String> {
+        if self.engine.is_some() {
+            return Err("the components are already loaded in this process".into());
+        }
         let engine = engine::new().map_err(|e| format!("cannot create the engine: {e:#}"))?;
         let linker =
             ComponentLinker::new(&engine).map_err(|e| format!("cannot build the linker: {e:#}"))?;
         let mut errors = Vec::new();
-        for hosted in &mut self.components {
+        for hosted in &self.components {
             // SAFETY: the bytes were produced by `Component::serialize` in
             // this process tree (the parent, before fork) with the same
             // engine configuration; they never came from a file.
@@ -77,7 +81,7 @@ impl Host {
                 .map_err(|e| format!("{e:#}"))
                 .and_then(|component| linker.pre_instantiate(&component));
             match loaded {
-                Ok(pre) => hosted.pre = Some(pre),
+                Ok(pre) => _ = hosted.pre.set(pre),
                 Err(why) => errors.push(format!("{}: {why}", hosted.artifact.path.display())),
             }
         }
@@ -98,6 +102,6 @@ impl HostedComponent {
 
     /// The pre-instantiated component, once this child has loaded it.
     pub fn pre(&self) -> Option<&ProxyPre<RequestState>> {
-        self.pre.as_ref()
+        self.pre.get()
     }
 }

@@ -6,17 +6,33 @@
 //! tasks of a request run on the thread that owns the `request_rec`, which is
 //! what Apache's filters require.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use tokio::runtime::{Builder, Runtime};
 
 thread_local! {
     static RUNTIME: RefCell<Option<Runtime>> = const { RefCell::new(None) };
+    static BUSY: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Runs `future` to completion on this thread's runtime, creating the runtime
 /// on first use.
+///
+/// Refuses to nest: Apache can re-enter the handler from inside a guest's
+/// callback on the same thread (an `ErrorDocument` raised while the guest
+/// reads its body, an include), and one thread cannot drive two requests.
 pub fn block_on<F: Future>(future: F) -> std::io::Result<F::Output> {
+    if BUSY.replace(true) {
+        return Err(std::io::Error::other(
+            "a Wasm request cannot be served from inside another one on the same thread",
+        ));
+    }
+    let output = run(future);
+    BUSY.set(false);
+    output
+}
+
+fn run<F: Future>(future: F) -> std::io::Result<F::Output> {
     RUNTIME.with(|cell| {
         let runtime = match cell.borrow_mut().take() {
             Some(runtime) => runtime,

@@ -9,6 +9,9 @@ MPMS = ["event", "prefork", "worker"]
 # The site every component test talks to. {hello}, {guest} and {port} are
 # filled in by Apache.config_text.
 SITE = """
+LoadModule filter_module /usr/lib/apache2/modules/mod_filter.so
+LoadModule substitute_module /usr/lib/apache2/modules/mod_substitute.so
+
 <Location /hello>
     SetHandler wasm-handler
     WasmComponent {hello}
@@ -22,6 +25,18 @@ SITE = """
 # Inherits SetHandler and WasmComponent from /t, adds a body limit.
 <Location /t/limited>
     LimitRequestBody 1024
+</Location>
+
+# A limit that trips after the echo has begun.
+<Location /t/limited100k>
+    LimitRequestBody 100000
+</Location>
+
+# An output filter that fails mid-response on a long line.
+<Location /t/substituted>
+    AddOutputFilterByType SUBSTITUTE text/plain
+    Substitute s/start/begin/
+    SubstituteMaxLineLength 8k
 </Location>
 
 # Overrides the component of /t.

@@ -223,6 +223,30 @@ def test_limit_request_body_is_413(apache, chunked):
     assert "test_guest.wasm in <Location /t> at " in panic[0], panic
 
 
+@pytest.mark.allow_log("MW00014", "MW00015")
+def test_limit_tripping_after_the_echo_began_cuts_the_response(apache):
+    pieces, _ = pattern_upload(1 * MIB, 16 * 1024)
+    r = request(apache.port, "POST", "/t/limited100k/upload", body=iter(pieces))
+    # Either the limit tripped before anything went out (413), or the
+    # response began and must end cut: never a complete-looking 200.
+    assert r.status == 413 or (r.status == 200 and not r.complete), (r.status, r.complete)
+
+
+@pytest.mark.allow_log("MW00014")
+def test_guest_returning_without_finishing_its_body_is_cut(apache):
+    r = request(apache.port, "GET", "/t/unfinished")
+    assert r.status == 200 and r.body.startswith(b"partial")
+    assert not r.complete
+    assert "without finishing its response body" in "\n".join(apache.new_log())
+
+
+@pytest.mark.allow_log("MW00014", "AH01328")
+def test_output_filter_failing_mid_response_cuts_it(apache):
+    r = request(apache.port, "GET", "/t/substituted/longline")
+    assert r.status == 200 and r.body.startswith(b"begin\n")
+    assert not r.complete
+
+
 def test_1_gib_response_streams_with_bounded_memory(apache):
     digest = hashlib.sha256()
     total = [0]

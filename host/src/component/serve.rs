@@ -3,7 +3,9 @@
 
 use super::{BodySource, GuestStderr, RequestBody, RequestState};
 use crate::runtime;
+use bytes::Bytes;
 use http::HeaderMap;
+use http_body::Frame;
 use http_body_util::BodyExt;
 use std::future::Future;
 use std::pin::pin;
@@ -14,6 +16,7 @@ use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// The sink refused the bytes: the client went away, or the C side rejected
 /// the head (it then knows the status to answer with).
@@ -53,10 +56,53 @@ pub fn serve<S: BodySource>(
     stderr: GuestStderr,
 ) -> Result<(), ServeError> {
     runtime::block_on(exchange(pre.clone(), scheme, request, sink, stderr))
-        .map_err(|e| ServeError::Internal(format!("cannot start a tokio runtime: {e}")))?
+        .map_err(|e| ServeError::Internal(e.to_string()))?
 }
 
-type GuestTask = JoinHandle<wasmtime::Result<()>>;
+type GuestTask = JoinHandle<wasmtime::Result<Store<RequestState>>>;
+
+/// The guest's task and, once it has returned, its store. The store is kept
+/// until the response has been streamed: dropping it would close an
+/// unfinished body as if the guest had finished it.
+struct Guest {
+    task: Option<GuestTask>,
+    returned: Option<Store<RequestState>>,
+}
+
+impl Guest {
+    fn has_returned(&self) -> bool {
+        self.task.is_none()
+    }
+
+    /// Waits until the guest returns; its error if it failed. Cancel-safe:
+    /// dropping the future leaves the task in place.
+    async fn wait(&mut self) -> Result<(), ServeError> {
+        let Some(task) = self.task.as_mut() else {
+            return Ok(());
+        };
+        let joined = task.await;
+        self.task = None;
+        match joined {
+            Ok(Ok(store)) => {
+                self.returned = Some(store);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(guest_error(&e)),
+            Err(e) => Err(ServeError::Internal(format!("the guest task failed: {e}"))),
+        }
+    }
+
+    /// Stops a guest that is still running and drops its store. Nothing of
+    /// the request may outlive `serve`: the C side's pointers are only
+    /// valid until it returns.
+    async fn stop(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+        drop(self.returned.take());
+    }
+}
 
 async fn exchange<S: BodySource>(
     pre: ProxyPre<RequestState>,
@@ -77,50 +123,57 @@ async fn exchange<S: BodySource>(
 
     // The guest runs as its own task: after handing over the response head
     // it goes on writing the body, which this task streams to the sink.
-    let guest: GuestTask = tokio::task::spawn(async move {
+    let task: GuestTask = tokio::task::spawn(async move {
         let proxy = pre.instantiate_async(&mut store).await?;
         proxy
             .wasi_http_incoming_handler()
             .call_handle(&mut store, incoming, outparam)
-            .await
+            .await?;
+        Ok(store)
     });
-    let mut guest = Some(guest);
+    let mut guest = Guest {
+        task: Some(task),
+        returned: None,
+    };
     let result = respond(response_rx, &mut guest, sink).await;
-
-    // Nothing of this request may outlive this call: the C side's pointers
-    // are only valid until it returns.
-    if let Some(unfinished) = guest {
-        unfinished.abort();
-        let _ = unfinished.await;
-    }
+    guest.stop().await;
     result
 }
 
 type ResponseResult = Result<
-    hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>,
+    hyper::Response<HyperOutgoingBody>,
     wasmtime_wasi_http::p2::bindings::http::types::ErrorCode,
 >;
 
-/// Streams the guest's response into `sink`. Takes `guest` out of its slot
-/// once it has awaited it; whatever is left there the caller must stop.
+type BodyFrame = Option<Result<Frame<Bytes>, wasmtime_wasi_http::Error>>;
+
+/// Streams the guest's response into `sink`, and waits for the guest to
+/// return: a response is only complete when both have ended cleanly.
 async fn respond(
-    response_rx: oneshot::Receiver<ResponseResult>,
-    guest: &mut Option<GuestTask>,
+    mut response_rx: oneshot::Receiver<ResponseResult>,
+    guest: &mut Guest,
     sink: &mut dyn ResponseSink,
 ) -> Result<(), ServeError> {
-    let response = match response_rx.await {
-        Ok(Ok(response)) => response,
-        Ok(Err(code)) => {
+    let response = tokio::select! {
+        biased;
+        response = &mut response_rx => response.ok(),
+        returned = guest.wait() => {
+            returned?;
+            // A guest that set its response before returning left it here.
+            poll_once(&mut response_rx).and_then(Result::ok)
+        }
+    };
+    let response = match response {
+        Some(Ok(response)) => response,
+        Some(Err(code)) => {
             return Err(ServeError::Guest(format!(
                 "the guest set an error instead of a response: {code:?}"
             )));
         }
-        // The outparam was dropped unset: the guest's result says why.
-        Err(_) => {
-            return match finish(guest).await {
-                Ok(()) => Err(ServeError::NoResponse),
-                Err(e) => Err(e),
-            };
+        // The outparam is gone or the guest returned: its result says why.
+        None => {
+            guest.wait().await?;
+            return Err(ServeError::NoResponse);
         }
     };
 
@@ -134,44 +187,49 @@ async fn respond(
     sink.send_head(status, &head.headers)
         .map_err(|SinkError| ServeError::Sink)?;
 
-    let mut next = body.frame().await;
-    while let Some(frame) = next {
+    let mut ahead: Option<BodyFrame> = None;
+    loop {
+        let frame = match ahead.take() {
+            Some(frame) => frame,
+            None => next_frame(&mut body, guest).await?,
+        };
+        let Some(frame) = frame else { break };
         let frame = frame
             .map_err(|e| ServeError::Guest(format!("the guest's response body failed: {e:?}")))?;
         let Ok(data) = frame.into_data() else {
-            // Trailers: HTTP/1.1 responses through Apache carry none.
-            next = body.frame().await;
-            continue;
+            continue; // Trailers: HTTP/1.1 responses through Apache carry none.
         };
         // Let the guest run once: if it has the next piece ready, Apache may
         // gather both into one write; flush only when we would wait.
         tokio::task::yield_now().await;
-        let ready = poll_once(body.frame());
-        if !data.is_empty() || ready.is_none() {
-            sink.send_data(&data, ready.is_none())
+        ahead = poll_once(body.frame());
+        if !data.is_empty() || ahead.is_none() {
+            sink.send_data(&data, ahead.is_none())
                 .map_err(|SinkError| ServeError::Sink)?;
         }
-        next = match ready {
-            Some(frame) => frame,
-            None => body.frame().await,
-        };
     }
-
-    // The body ended; it is only complete if the guest also returned cleanly
-    // (a guest that traps mid-body drops the body without finishing it).
-    finish(guest).await
+    // The body ended; the response is only complete if the guest also
+    // returns cleanly (a guest that traps mid-body loses its body unfinished).
+    guest.wait().await
 }
 
-/// Waits for the guest to return and says how it went.
-async fn finish(guest: &mut Option<GuestTask>) -> Result<(), ServeError> {
-    let Some(task) = guest.take() else {
-        return Ok(());
-    };
-    match task.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(guest_error(&e)),
-        Err(e) => Err(ServeError::Internal(format!("the guest task failed: {e}"))),
+/// The next frame of the response body, while watching the guest.
+async fn next_frame(
+    body: &mut HyperOutgoingBody,
+    guest: &mut Guest,
+) -> Result<BodyFrame, ServeError> {
+    if !guest.has_returned() {
+        tokio::select! {
+            biased;
+            frame = body.frame() => return Ok(frame),
+            returned = guest.wait() => returned?,
+        }
     }
+    // The guest has returned, so everything it wrote is queued: a body that
+    // is still open now was never finished.
+    poll_once(body.frame()).ok_or_else(|| {
+        ServeError::Guest("the guest returned without finishing its response body".into())
+    })
 }
 
 /// One line for the error log, from a trap or a guest error with its wasm

@@ -36,6 +36,8 @@ pub enum mw_io {
 }
 
 /// The callbacks of one request, all called on the serving thread with `ctx`.
+/// Those that can fail return an [`mw_io`] value as a `uint32_t`: anything
+/// but `MW_IO_OK` is a failure.
 #[repr(C)]
 pub struct mw_exchange {
     /// Passed to every callback.
@@ -49,7 +51,7 @@ pub struct mw_exchange {
             buf: *mut u8,
             buf_len: usize,
             read_out: *mut usize,
-        ) -> mw_io,
+        ) -> u32,
     >,
     /// Sets the response status and headers. Called once, before any data.
     pub send_head: Option<
@@ -58,7 +60,7 @@ pub struct mw_exchange {
             status: u16,
             headers: *const mw_header,
             headers_len: usize,
-        ) -> mw_io,
+        ) -> u32,
     >,
     /// Passes response body bytes on; `flush` asks for them to reach the
     /// client now.
@@ -68,7 +70,7 @@ pub struct mw_exchange {
             data: *const u8,
             data_len: usize,
             flush: bool,
-        ) -> mw_io,
+        ) -> u32,
     >,
     /// Logs one line the guest wrote to stderr (without its line ending).
     /// May be NULL: the lines are then dropped.
@@ -77,7 +79,12 @@ pub struct mw_exchange {
 }
 
 type ReadBodyFn =
-    unsafe extern "C" fn(ctx: *mut c_void, buf: *mut u8, len: usize, read: *mut usize) -> mw_io;
+    unsafe extern "C" fn(ctx: *mut c_void, buf: *mut u8, len: usize, read: *mut usize) -> u32;
+
+/// Whether a callback's return value says it succeeded.
+fn succeeded(io: u32) -> bool {
+    io == mw_io::Ok as u32
+}
 
 /// The request body through `read_body`.
 pub(crate) struct CBody {
@@ -116,9 +123,10 @@ impl BodySource for CBody {
         }
         let mut read = 0;
         // SAFETY: the request is alive (checked above); `buf` is writable.
-        match unsafe { (self.read)(self.ctx, buf.as_mut_ptr(), buf.len(), &mut read) } {
-            mw_io::Ok => Ok(read.min(buf.len())),
-            mw_io::Failed => Err(ReadError),
+        if succeeded(unsafe { (self.read)(self.ctx, buf.as_mut_ptr(), buf.len(), &mut read) }) {
+            Ok(read.min(buf.len()))
+        } else {
+            Err(ReadError)
         }
     }
 }
@@ -180,18 +188,21 @@ impl ResponseSink for CSink<'_> {
             })
             .collect();
         // SAFETY: `fields` and the header map outlive the call.
-        match unsafe { send_head(self.exchange.ctx, status, fields.as_ptr(), fields.len()) } {
-            mw_io::Ok => Ok(()),
-            mw_io::Failed => Err(SinkError),
+        if succeeded(unsafe { send_head(self.exchange.ctx, status, fields.as_ptr(), fields.len()) })
+        {
+            Ok(())
+        } else {
+            Err(SinkError)
         }
     }
 
     fn send_data(&mut self, data: &[u8], flush: bool) -> Result<(), SinkError> {
         let send_data = self.exchange.send_data.ok_or(SinkError)?;
         // SAFETY: `data` outlives the call.
-        match unsafe { send_data(self.exchange.ctx, data.as_ptr(), data.len(), flush) } {
-            mw_io::Ok => Ok(()),
-            mw_io::Failed => Err(SinkError),
+        if succeeded(unsafe { send_data(self.exchange.ctx, data.as_ptr(), data.len(), flush) }) {
+            Ok(())
+        } else {
+            Err(SinkError)
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::host::{Host, HostedComponent};
 use std::ffi::{OsStr, c_char};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 
 /// One configuration generation (opaque).
 pub struct mw_host {
@@ -76,7 +77,7 @@ pub unsafe extern "C" fn mw_host_add_component(
             Ok((hosted, outcome)) => {
                 // SAFETY: checked for NULL above.
                 unsafe {
-                    *component_out = (hosted as *const HostedComponent).cast::<mw_component>();
+                    *component_out = Arc::as_ptr(hosted).cast::<mw_component>();
                     *compiled_out = outcome == Outcome::Compiled;
                 }
                 mw_result::Ok

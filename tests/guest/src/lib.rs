@@ -31,6 +31,8 @@ impl wasi::exports::http::incoming_handler::Guest for TestGuest {
                 respond(out, 200, &[], b"logged\n")
             }
             "panic" => panic!("the guest panicked on purpose"),
+            "unfinished" => unfinished(out),
+            "longline" => long_line(out),
             "sized" => respond(out, 200, &[("content-length", b"11")], b"hello sized"),
             _ => respond(out, 200, &[], format!("test guest: {path}\n").as_bytes()),
         }
@@ -225,4 +227,22 @@ fn length_lie(out: ResponseOutparam) {
     drop(stream);
     // Finishing short is refused by the host; the guest gives up.
     let _ = OutgoingBody::finish(body, None);
+}
+
+/// Sets the response, writes a little, and returns with the body neither
+/// finished nor dropped (as a guest that leaks the resource would).
+fn unfinished(out: ResponseOutparam) {
+    let (body, stream) = start(out, 200, &[("content-type", b"text/plain")]);
+    write_all(&stream, b"partial");
+    std::mem::forget(stream);
+    std::mem::forget(body);
+}
+
+/// A first line, then 64 KiB without a newline.
+fn long_line(out: ResponseOutparam) {
+    let (body, stream) = start(out, 200, &[("content-type", b"text/plain")]);
+    write_all(&stream, b"start\n");
+    write_all(&stream, &[b'x'; 64 * 1024]);
+    write_all(&stream, b"\n");
+    end(body, stream);
 }
