@@ -58,7 +58,7 @@ test: build
 
 lint: deps
 	$(CARGO) clippy --release --locked -p mod-wasm-host -- -D warnings
-	$(CARGO) clippy --release --locked --target $(WASM_TARGET) -p hello -p test-guest -- -D warnings
+	$(CARGO) clippy --release --locked --target $(WASM_TARGET) -p mod-wasm-guest -p hello -p test-guest -- -D warnings
 
 # Regenerates the committed C header after a change to host/src/ffi.
 header:

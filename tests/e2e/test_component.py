@@ -296,6 +296,16 @@ def test_trap_is_500_and_the_child_lives_on(apache, op):
 
 
 @pytest.mark.allow_log("MW00012")
+def test_sdk_turns_an_invalid_head_into_a_500_without_a_trap(apache):
+    r = request(apache.port, "GET", "/t/bad-header")
+    assert r.status == 500
+    log = "\n".join(apache.new_log())
+    assert "the guest set an error instead of a response" in log, log
+    assert "invalid header" in log and "bad name" in log, log
+    assert "wasm trap" not in log
+
+
+@pytest.mark.allow_log("MW00012")
 def test_guest_that_never_responds_is_500(apache):
     r = request(apache.port, "GET", "/t/noresponse")
     assert r.status == 500

@@ -2,10 +2,9 @@
 //! the last segment of the request path (`/any/prefix/echo`, ...). Each
 //! behaviour exists to be checked by a test in `tests/e2e/`.
 
-use wasi::http::types::{
-    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam, Scheme,
-};
-use wasi::io::streams::{OutputStream, StreamError};
+use mod_wasm_guest::wasi;
+use mod_wasm_guest::{BodyReader, ResponseWriter};
+use wasi::http::types::{IncomingRequest, Method, ResponseOutparam, Scheme};
 
 struct TestGuest;
 
@@ -32,6 +31,8 @@ impl wasi::exports::http::incoming_handler::Guest for TestGuest {
             }
             "panic" => panic!("the guest panicked on purpose"),
             "unfinished" => unfinished(out),
+            // The SDK answers the outparam with an error instead of trapping.
+            "bad-header" => drop(ResponseWriter::start(out, 200, &[("bad name", b"x")])),
             "longline" => long_line(out),
             "sized" => respond(out, 200, &[("content-length", b"11")], b"hello sized"),
             _ => respond(out, 200, &[], format!("test guest: {path}\n").as_bytes()),
@@ -49,48 +50,14 @@ fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn fields(list: &[(&str, &[u8])]) -> Fields {
-    let fields = Fields::new();
-    for (name, value) in list {
-        fields.append(name, value).expect("a valid header");
-    }
-    fields
+// The behaviours below exist to be checked: a failure is meant to trap.
+
+fn start(out: ResponseOutparam, code: u16, headers: &[(&str, &[u8])]) -> ResponseWriter {
+    ResponseWriter::start(out, code, headers).expect("a valid head")
 }
 
-/// Sets the head, then returns the body and its stream.
-fn start(
-    out: ResponseOutparam,
-    code: u16,
-    headers: &[(&str, &[u8])],
-) -> (OutgoingBody, OutputStream) {
-    let response = OutgoingResponse::new(fields(headers));
-    response.set_status_code(code).expect("a valid status");
-    let body = response.body().expect("a body");
-    ResponseOutparam::set(out, Ok(response));
-    let stream = body.write().expect("a stream");
-    (body, stream)
-}
-
-fn write_all(stream: &OutputStream, mut bytes: &[u8]) {
-    while !bytes.is_empty() {
-        // blocking_write_and_flush takes at most 4096 bytes per call.
-        let n = bytes.len().min(4096);
-        stream
-            .blocking_write_and_flush(&bytes[..n])
-            .expect("the client is reading");
-        bytes = &bytes[n..];
-    }
-}
-
-fn end(body: OutgoingBody, stream: OutputStream) {
-    drop(stream);
-    OutgoingBody::finish(body, None).expect("the body is complete");
-}
-
-fn respond(out: ResponseOutparam, code: u16, headers: &[(&str, &[u8])], text: &[u8]) {
-    let (body, stream) = start(out, code, headers);
-    write_all(&stream, text);
-    end(body, stream);
+fn respond(out: ResponseOutparam, code: u16, headers: &[(&str, &[u8])], body: &[u8]) {
+    mod_wasm_guest::respond(out, code, headers, body).expect("the client is reading");
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -167,19 +134,12 @@ fn headers(request: IncomingRequest, out: ResponseOutparam) {
 
 /// The request body, streamed straight back.
 fn upload(request: IncomingRequest, out: ResponseOutparam) {
-    let incoming = request.consume().expect("a body");
-    let input = incoming.stream().expect("a stream");
-    let (body, stream) = start(out, 200, &[("content-type", b"application/octet-stream")]);
-    loop {
-        match input.blocking_read(65536) {
-            Ok(chunk) => write_all(&stream, &chunk),
-            Err(StreamError::Closed) => break,
-            Err(StreamError::LastOperationFailed(e)) => {
-                panic!("reading the request body failed: {}", e.to_debug_string())
-            }
-        }
+    let mut input = BodyReader::new(&request).expect("a body");
+    let mut writer = start(out, 200, &[("content-type", b"application/octet-stream")]);
+    while let Some(piece) = input.read(65536).expect("reading the request body failed") {
+        writer.write_all(&piece).expect("the client is reading");
     }
-    end(body, stream);
+    writer.finish().expect("the body is complete");
 }
 
 /// `mib` MiB of a repeating 0..=255 pattern, written 4 KiB at a time.
@@ -188,23 +148,21 @@ fn big(query: &str, out: ResponseOutparam) {
         .and_then(|m| m.parse().ok())
         .unwrap_or(1);
     let pattern: Vec<u8> = (0..4096).map(|i| i as u8).collect();
-    let (body, stream) = start(out, 200, &[("content-type", b"application/octet-stream")]);
+    let mut writer = start(out, 200, &[("content-type", b"application/octet-stream")]);
     for _ in 0..mib * 256 {
-        stream
-            .blocking_write_and_flush(&pattern)
-            .expect("the client is reading");
+        writer.write_all(&pattern).expect("the client is reading");
     }
-    end(body, stream);
+    writer.finish().expect("the body is complete");
 }
 
 /// "first", a pause of one second, then "last": the first bytes must reach
 /// the client before the guest is done.
 fn slow(out: ResponseOutparam) {
-    let (body, stream) = start(out, 200, &[("content-type", b"text/plain")]);
-    write_all(&stream, b"first\n");
+    let mut writer = start(out, 200, &[("content-type", b"text/plain")]);
+    writer.write_all(b"first\n").expect("the client is reading");
     wasi::clocks::monotonic_clock::subscribe_duration(1_000_000_000).block();
-    write_all(&stream, b"last\n");
-    end(body, stream);
+    writer.write_all(b"last\n").expect("the client is reading");
+    writer.finish().expect("the body is complete");
 }
 
 fn out_of_bounds() {
@@ -215,34 +173,36 @@ fn out_of_bounds() {
 }
 
 fn trap_after_head(out: ResponseOutparam) {
-    let (_body, stream) = start(out, 200, &[("content-type", b"text/plain")]);
-    write_all(&stream, b"partial");
+    let mut writer = start(out, 200, &[("content-type", b"text/plain")]);
+    writer.write_all(b"partial").expect("the client is reading");
     core::arch::wasm32::unreachable();
 }
 
 /// Declares 100 bytes, sends 10.
 fn length_lie(out: ResponseOutparam) {
-    let (body, stream) = start(out, 200, &[("content-length", b"100")]);
-    write_all(&stream, b"0123456789");
-    drop(stream);
+    let mut writer = start(out, 200, &[("content-length", b"100")]);
+    writer
+        .write_all(b"0123456789")
+        .expect("the client is reading");
     // Finishing short is refused by the host; the guest gives up.
-    let _ = OutgoingBody::finish(body, None);
+    let _ = writer.finish();
 }
 
 /// Sets the response, writes a little, and returns with the body neither
 /// finished nor dropped (as a guest that leaks the resource would).
 fn unfinished(out: ResponseOutparam) {
-    let (body, stream) = start(out, 200, &[("content-type", b"text/plain")]);
-    write_all(&stream, b"partial");
-    std::mem::forget(stream);
-    std::mem::forget(body);
+    let mut writer = start(out, 200, &[("content-type", b"text/plain")]);
+    writer.write_all(b"partial").expect("the client is reading");
+    std::mem::forget(writer);
 }
 
 /// A first line, then 64 KiB without a newline.
 fn long_line(out: ResponseOutparam) {
-    let (body, stream) = start(out, 200, &[("content-type", b"text/plain")]);
-    write_all(&stream, b"start\n");
-    write_all(&stream, &[b'x'; 64 * 1024]);
-    write_all(&stream, b"\n");
-    end(body, stream);
+    let mut writer = start(out, 200, &[("content-type", b"text/plain")]);
+    writer.write_all(b"start\n").expect("the client is reading");
+    writer
+        .write_all(&[b'x'; 64 * 1024])
+        .expect("the client is reading");
+    writer.write_all(b"\n").expect("the client is reading");
+    writer.finish().expect("the body is complete");
 }
