@@ -95,11 +95,6 @@ impl Host {
 }
 
 impl HostedComponent {
-    /// The canonical path of the component's file.
-    pub fn path(&self) -> &Path {
-        &self.artifact.path
-    }
-
     /// The pre-instantiated component, once this child has loaded it.
     pub fn pre(&self) -> Option<&ProxyPre<RequestState>> {
         self.pre.get()

@@ -6,7 +6,6 @@ connections. Run as root (as in CI), the children switch to www-data.
 """
 
 import os
-import pwd
 import re
 import shutil
 import signal
@@ -252,6 +251,3 @@ def rss_kib(pid):
             return int(line.split()[1])
     return 0
 
-
-def is_root():
-    return os.geteuid() == 0 and pwd.getpwnam("www-data") is not None
