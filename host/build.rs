@@ -13,6 +13,7 @@ const FFI_SOURCES: &[&str] = &[
     "src/ffi/error.rs",
     "src/ffi/exchange.rs",
     "src/ffi/host.rs",
+    "src/ffi/sandbox.rs",
 ];
 const HEADER: &str = "include/mod_wasm_host.h";
 

@@ -8,6 +8,7 @@
 #include "http_request.h"
 #include "http_core.h"
 #include "util_filter.h"
+#include "apr_atomic.h"
 #include "apr_lib.h"
 #include "apr_strings.h"
 
@@ -182,13 +183,40 @@ static uint32_t send_data(void *ctx, const uint8_t *data, size_t data_len, bool 
     return pass_out(x);
 }
 
-/* A line the guest wrote to stderr: an error, as mod_cgi logs a script's
- * stderr. */
-static void log_stderr(void *ctx, const uint8_t *line, size_t line_len)
+/* A line about the request from the host: the guest's output (stderr is an
+ * error, as mod_cgi logs a script's stderr), or a refusal. */
+static void log_line(void *ctx, uint32_t kind, const uint8_t *text, size_t len)
 {
     exchange_ctx *x = ctx;
-    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, x->r, "MW00015: guest stderr for %s (%s): %.*s",
-                  x->r->uri, x->conf->component_where, (int)line_len, (const char *)line);
+    request_rec *r = x->r;
+    const char *where = x->conf->component_where;
+
+    switch (kind) {
+    case MW_LOG_KIND_GUEST_STDERR:
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MW00015: guest stderr for %s (%s): %.*s",
+                      r->uri, where, (int)len, (const char *)text);
+        break;
+    case MW_LOG_KIND_GUEST_STDOUT:
+        /* A component answers through wasi:http, not stdout. */
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "MW00016: guest stdout for %s (%s): %.*s", r->uri, where, (int)len,
+                      (const char *)text);
+        break;
+    case MW_LOG_KIND_OUTPUT_SUPPRESSED:
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "MW00017: the guest wrote more than %d bytes to %.*s for %s (%s); "
+                      "the rest is not logged", MAX_LOGGED, (int)len, (const char *)text,
+                      r->uri, where);
+        break;
+    case MW_LOG_KIND_OUTGOING_DENIED:
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "MW00018: %.*s, for %s (%s)", (int)len,
+                      (const char *)text, r->uri, where);
+        break;
+    default:
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "MW00019: %.*s, for %s (%s)", (int)len,
+                      (const char *)text, r->uri, where);
+        break;
+    }
 }
 
 /* The request target as received; for an absolute-form target, its path
@@ -225,6 +253,7 @@ static const char *describe(mw_result rv)
     case MW_RESULT_NOT_LOADED: return "the component is not loaded";
     case MW_RESULT_BAD_REQUEST: return "the request is not valid for wasi:http";
     case MW_RESULT_SINK_FAILED: return "the response was refused";
+    case MW_RESULT_TIMEOUT: return "the request timed out";
     default: return "internal error";
     }
 }
@@ -259,6 +288,11 @@ static int finish(exchange_ctx *x, const mw_dir_config *conf, mw_result rv, cons
         if (x->read_status != OK) {
             return x->read_status;
         }
+        if (rv == MW_RESULT_TIMEOUT) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MW00020: %s for %s (%s): %s",
+                          describe(rv), r->uri, conf->component_where, err);
+            return HTTP_GATEWAY_TIME_OUT;
+        }
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MW00012: %s for %s (%s): %s",
                       describe(rv), r->uri, conf->component_where, err);
         return rv == MW_RESULT_BAD_REQUEST ? HTTP_BAD_REQUEST : HTTP_INTERNAL_SERVER_ERROR;
@@ -284,6 +318,47 @@ static int finish(exchange_ctx *x, const mw_dir_config *conf, mw_result rv, cons
     return OK;
 }
 
+/* The location's limits and grants, as views into its configuration. */
+static mw_sandbox sandbox_of(const mw_dir_config *conf)
+{
+    return (mw_sandbox){
+        .timeout_ms = conf->timeout_ms,
+        .memory_limit = conf->memory_limit,
+        .env = (const mw_header *)conf->env->elts,
+        .env_len = (size_t)conf->env->nelts,
+        .dirs = (const mw_dir *)conf->dirs->elts,
+        .dirs_len = (size_t)conf->dirs->nelts,
+        .outgoing = (const mw_outgoing_rule *const *)conf->outgoing->elts,
+        .outgoing_len = (size_t)conf->outgoing->nelts,
+    };
+}
+
+/* WasmMaxInstances: takes an instance slot, or answers 503 when none is
+ * free. The count is per child process: the instances it bounds live in
+ * this process's memory. */
+static int take_instance(request_rec *r, const mw_dir_config *conf)
+{
+    if (conf->max_instances <= 0 || !conf->in_use) {
+        return OK;
+    }
+    if (apr_atomic_inc32(conf->in_use) >= (apr_uint32_t)conf->max_instances) {
+        apr_atomic_dec32(conf->in_use);
+        apr_table_setn(r->err_headers_out, "Retry-After", "1");
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "MW00021: WasmMaxInstances %d reached for %s (%s); answering 503",
+                      conf->max_instances, r->uri, conf->component_where);
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    return OK;
+}
+
+static void release_instance(const mw_dir_config *conf)
+{
+    if (conf->max_instances > 0 && conf->in_use) {
+        apr_atomic_dec32(conf->in_use);
+    }
+}
+
 int mw_serve_component(request_rec *r, const mw_dir_config *conf)
 {
     const apr_array_header_t *fields = apr_table_elts(r->headers_in);
@@ -292,11 +367,15 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf)
     size_t headers_len = 0;
     exchange_ctx *x = apr_pcalloc(r->pool, sizeof(*x));
     mw_request request;
+    mw_sandbox sandbox = sandbox_of(conf);
     mw_exchange exchange;
     char err[MW_ERROR_LEN] = "";
     mw_result rv;
-    int i;
+    int i, status;
 
+    if ((status = take_instance(r, conf)) != OK) {
+        return status;
+    }
     for (i = 0; i < fields->nelts; i++) {
         if (field[i].key) {
             headers[headers_len++] = (mw_header){bytes_of(field[i].key), bytes_of(field[i].val)};
@@ -316,8 +395,9 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf)
     x->out = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     x->read_status = OK;
     ap_add_output_filter(MW_RESPONSE_FILTER, x, r, r->connection);
-    exchange = (mw_exchange){x, read_body, send_head, send_data, log_stderr};
+    exchange = (mw_exchange){x, read_body, send_head, send_data, log_line};
 
-    rv = mw_component_serve(conf->component, &request, &exchange, err, sizeof(err));
+    rv = mw_component_serve(conf->component, &request, &sandbox, &exchange, err, sizeof(err));
+    release_instance(conf);
     return finish(x, conf, rv, err);
 }

@@ -2,7 +2,10 @@
 #include "mod_wasm.h"
 
 #include "http_log.h"
+#include "apr_lib.h"
 #include "apr_strings.h"
+
+#include <math.h>
 
 APLOG_USE_MODULE(wasm);
 
@@ -22,22 +25,35 @@ void mw_set_current_host(mw_host *host)
 
 void *mw_create_dir_config(apr_pool_t *p, char *dir)
 {
-    return apr_pcalloc(p, sizeof(mw_dir_config));
+    mw_dir_config *conf = apr_pcalloc(p, sizeof(mw_dir_config));
+    conf->env = apr_array_make(p, 0, sizeof(mw_header));
+    conf->dirs = apr_array_make(p, 0, sizeof(mw_dir));
+    conf->outgoing = apr_array_make(p, 0, sizeof(const mw_outgoing_rule *));
+    return conf;
 }
 
 void *mw_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
 {
     const mw_dir_config *base = base_conf, *add = add_conf;
     mw_dir_config *conf = apr_pcalloc(p, sizeof(*conf));
-    /* The component and the description of its directive travel together. */
+    /* The component, the description of its directive and its instance
+     * count travel together. */
     if (add->component) {
         conf->component = add->component;
         conf->component_where = add->component_where;
+        conf->in_use = add->in_use;
     }
     else {
         conf->component = base->component;
         conf->component_where = base->component_where;
+        conf->in_use = base->in_use;
     }
+    conf->timeout_ms = add->timeout_ms ? add->timeout_ms : base->timeout_ms;
+    conf->memory_limit = add->memory_limit ? add->memory_limit : base->memory_limit;
+    conf->max_instances = add->max_instances ? add->max_instances : base->max_instances;
+    conf->env = apr_array_append(p, base->env, add->env);
+    conf->dirs = apr_array_append(p, base->dirs, add->dirs);
+    conf->outgoing = apr_array_append(p, base->outgoing, add->outgoing);
     return conf;
 }
 
@@ -86,6 +102,147 @@ static const char *set_component(cmd_parms *cmd, void *dir_conf, const char *arg
     conf->component_where = apr_psprintf(cmd->pool, "%s %s in %s at %s:%d", cmd->cmd->name, path,
                                          section_of(cmd), cmd->directive->filename,
                                          cmd->directive->line_num);
+    conf->in_use = apr_pcalloc(cmd->pool, sizeof(*conf->in_use));
+    return NULL;
+}
+
+/* WasmTimeout <seconds>: decimals allowed, e.g. 0.5. */
+static const char *set_timeout(cmd_parms *cmd, void *dir_conf, const char *arg)
+{
+    mw_dir_config *conf = dir_conf;
+    char *end;
+    double seconds = strtod(arg, &end);
+    if (end == arg || *end != '\0' || !isfinite(seconds) || seconds < 0.001 || seconds > 86400) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a number of seconds from 0.001 to "
+                            "86400", cmd->cmd->name, arg);
+    }
+    conf->timeout_ms = (apr_uint64_t)(seconds * 1000 + 0.5);
+    return NULL;
+}
+
+/* WasmMemoryLimit <size>: bytes, or with a K, M or G suffix (powers of 1024). */
+static const char *set_memory_limit(cmd_parms *cmd, void *dir_conf, const char *arg)
+{
+    mw_dir_config *conf = dir_conf;
+    const apr_uint64_t min = 64 * 1024, max = (apr_uint64_t)4 << 30;
+    apr_uint64_t value = 0, unit = 1;
+    const char *p = arg;
+
+    for (; apr_isdigit(*p) && value <= max; p++) {
+        value = value * 10 + (apr_uint64_t)(*p - '0');
+    }
+    switch (apr_toupper(*p)) {
+    case 'K': unit = (apr_uint64_t)1 << 10; p++; break;
+    case 'M': unit = (apr_uint64_t)1 << 20; p++; break;
+    case 'G': unit = (apr_uint64_t)1 << 30; p++; break;
+    }
+    if (p == arg || *p != '\0' || !apr_isdigit(*arg) || value > max / unit ||
+        value * unit < min) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a size from 64K to 4G (a number of "
+                            "bytes, or with a K, M or G suffix)", cmd->cmd->name, arg);
+    }
+    conf->memory_limit = value * unit;
+    return NULL;
+}
+
+/* WasmMaxInstances <n>: at most n simultaneous requests of the location's
+ * component per child process. */
+static const char *set_max_instances(cmd_parms *cmd, void *dir_conf, const char *arg)
+{
+    mw_dir_config *conf = dir_conf;
+    char *end;
+    apr_int64_t n = apr_strtoi64(arg, &end, 10);
+    if (end == arg || *end != '\0' || n < 1 || n > 1000000) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a number from 1 to 1000000",
+                            cmd->cmd->name, arg);
+    }
+    conf->max_instances = (int)n;
+    return NULL;
+}
+
+/* WasmEnv <name> <value> */
+static const char *add_env(cmd_parms *cmd, void *dir_conf, const char *name, const char *value)
+{
+    mw_dir_config *conf = dir_conf;
+    if (!*name || strchr(name, '=')) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a variable name (empty, or contains "
+                            "'=')", cmd->cmd->name, name);
+    }
+    *(mw_header *)apr_array_push(conf->env) = (mw_header){
+        {(const uint8_t *)name, strlen(name)}, {(const uint8_t *)value, strlen(value)}};
+    return NULL;
+}
+
+/* Grants the host directory `host` to the guest as `guest`; `mode` is NULL,
+ * "ro" or "rw". The directory must exist when the configuration is read. */
+static const char *add_dir(cmd_parms *cmd, mw_dir_config *conf, const char *guest,
+                           const char *host, const char *mode)
+{
+    const char *path = ap_server_root_relative(cmd->pool, host);
+    bool read_only = false;
+    apr_finfo_t info;
+    apr_status_t rv;
+
+    if (mode && strcasecmp(mode, "ro") == 0) {
+        read_only = true;
+    }
+    else if (mode && strcasecmp(mode, "rw") != 0) {
+        return apr_psprintf(cmd->pool, "%s: the access mode '%s' is not ro or rw",
+                            cmd->cmd->name, mode);
+    }
+    if (!*guest) {
+        return apr_psprintf(cmd->pool, "%s: the guest path is empty", cmd->cmd->name);
+    }
+    if (!path) {
+        return apr_psprintf(cmd->pool, "%s: invalid path '%s'", cmd->cmd->name, host);
+    }
+    rv = apr_stat(&info, path, APR_FINFO_TYPE, cmd->pool);
+    if (rv != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "%s: %s: %pm", cmd->cmd->name, path, &rv);
+    }
+    if (info.filetype != APR_DIR) {
+        return apr_psprintf(cmd->pool, "%s: %s is not a directory", cmd->cmd->name, path);
+    }
+    *(mw_dir *)apr_array_push(conf->dirs) = (mw_dir){
+        {(const uint8_t *)guest, strlen(guest)}, {(const uint8_t *)path, strlen(path)},
+        read_only};
+    return NULL;
+}
+
+/* WasmDir <dir> [ro|rw]: the guest sees the directory at the same path. */
+static const char *add_same_dir(cmd_parms *cmd, void *dir_conf, const char *dir,
+                                const char *mode)
+{
+    const char *path = ap_server_root_relative(cmd->pool, dir);
+    return add_dir(cmd, dir_conf, path ? path : dir, dir, mode);
+}
+
+/* WasmMapDir <guest> <host> [ro|rw] */
+static const char *add_mapped_dir(cmd_parms *cmd, void *dir_conf, const char *guest,
+                                  const char *host, const char *mode)
+{
+    return add_dir(cmd, dir_conf, guest, host, mode);
+}
+
+static apr_status_t free_rule(void *rule)
+{
+    mw_outgoing_rule_free(rule);
+    return APR_SUCCESS;
+}
+
+/* WasmAllowOutgoing <pattern>...: parsed now, so that a bad pattern stops
+ * start-up. */
+static const char *add_outgoing(cmd_parms *cmd, void *dir_conf, const char *pattern)
+{
+    mw_dir_config *conf = dir_conf;
+    const mw_outgoing_rule *rule = NULL;
+    char err[MW_ERROR_LEN] = "";
+    if (mw_outgoing_rule_new((mw_bytes){(const uint8_t *)pattern, strlen(pattern)}, &rule, err,
+                             sizeof(err)) != MW_RESULT_OK) {
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
+    }
+    apr_pool_cleanup_register(cmd->pool, rule, free_rule, apr_pool_cleanup_null);
+    *(const mw_outgoing_rule **)apr_array_push(conf->outgoing) = rule;
     return NULL;
 }
 
@@ -93,5 +250,23 @@ const command_rec mw_directives[] = {
     AP_INIT_TAKE1("WasmComponent", set_component, NULL, RSRC_CONF | ACCESS_CONF,
                   "a WebAssembly component exporting wasi:http/incoming-handler "
                   "to serve requests handled by " MW_HANDLER_NAME),
+    AP_INIT_TAKE1("WasmTimeout", set_timeout, NULL, RSRC_CONF | ACCESS_CONF,
+                  "seconds a request may take before its guest is stopped (default 60)"),
+    AP_INIT_TAKE1("WasmMemoryLimit", set_memory_limit, NULL, RSRC_CONF | ACCESS_CONF,
+                  "the size each linear memory of a guest may reach, e.g. 64M "
+                  "(default 128M)"),
+    AP_INIT_TAKE1("WasmMaxInstances", set_max_instances, NULL, RSRC_CONF | ACCESS_CONF,
+                  "simultaneous instances of the component per child process; more "
+                  "requests get 503 (default: no cap)"),
+    AP_INIT_TAKE2("WasmEnv", add_env, NULL, RSRC_CONF | ACCESS_CONF,
+                  "an environment variable for the guest: name and value"),
+    AP_INIT_TAKE12("WasmDir", add_same_dir, NULL, RSRC_CONF | ACCESS_CONF,
+                   "a host directory the guest may open at the same path; ro or rw "
+                   "(default rw)"),
+    AP_INIT_TAKE23("WasmMapDir", add_mapped_dir, NULL, RSRC_CONF | ACCESS_CONF,
+                   "the guest path and the host directory it opens; ro or rw "
+                   "(default rw)"),
+    AP_INIT_ITERATE("WasmAllowOutgoing", add_outgoing, NULL, RSRC_CONF | ACCESS_CONF,
+                    "destinations of outgoing HTTP requests: [scheme://]host[:port]"),
     {NULL}
 };

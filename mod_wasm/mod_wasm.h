@@ -19,12 +19,22 @@
 
 extern module AP_MODULE_DECLARE_DATA wasm_module;
 
-/* Per-directory configuration. Every field is "unset" when NULL, so that a
- * nested section inherits each directive it does not set itself. */
+/* Per-directory configuration. Scalars are "unset" when 0 or NULL, so that
+ * a nested section inherits each directive it does not set itself; lists
+ * append the nested section's entries to the inherited ones. */
 typedef struct {
     const mw_component *component; /* compiled WasmComponent, or NULL      */
     const char *component_where;   /* "WasmComponent <path> in <section> at
                                     * <file>:<line>", for log lines         */
+    apr_uint32_t *in_use;          /* instances of that WasmComponent
+                                    * serving now in this child process     */
+    apr_uint64_t timeout_ms;       /* WasmTimeout                           */
+    apr_uint64_t memory_limit;     /* WasmMemoryLimit, bytes per memory     */
+    int max_instances;             /* WasmMaxInstances                      */
+    apr_array_header_t *env;       /* WasmEnv: mw_header                    */
+    apr_array_header_t *dirs;      /* WasmDir, WasmMapDir: mw_dir           */
+    apr_array_header_t *outgoing;  /* WasmAllowOutgoing:
+                                    * const mw_outgoing_rule *              */
 } mw_dir_config;
 
 /* The configuration generation being read or served (config.c). */

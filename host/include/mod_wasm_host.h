@@ -7,9 +7,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// Bytes one stream of one request may log. A guest that writes more (a
+// loop printing until its timeout) would flood the error log: the rest is
+// dropped, and one line says so.
+#define MAX_LOGGED (64 * 1024)
+
 // The stack a guest and the host code it calls run on: 8 MiB, Linux's
 // default thread stack, which is what Apache's own code expects.
 #define DEFAULT_ASYNC_STACK_SIZE (8 << 20)
+
+// `WasmMemoryLimit` when none is configured: per linear memory.
+#define DEFAULT_MEMORY_LIMIT (128 << 20)
+
+// Elements a table may grow to. Not configurable: real components stay far
+// below it, and it stops a guest from using tables to exhaust host memory.
+#define MAX_TABLE_ELEMENTS (1 << 20)
 
 // What a call returns.
 enum mw_result
@@ -35,6 +47,10 @@ enum mw_result
   MW_RESULT_SINK_FAILED = 7,
   // The host failed (a bug: a panic, or a resource that could not be had).
   MW_RESULT_INTERNAL = 8,
+  // The request ran past its time limit; the guest was stopped.
+  MW_RESULT_TIMEOUT = 9,
+  // A directive's value is invalid.
+  MW_RESULT_INVALID_CONFIG = 10,
 };
 #if __STDC_VERSION__ >= 202311L
 typedef enum mw_result mw_result;
@@ -59,11 +75,36 @@ typedef enum mw_io mw_io;
 typedef uint32_t mw_io;
 #endif // __STDC_VERSION__ >= 202311L
 
+// What a line given to `mw_exchange.log` is.
+enum mw_log_kind
+#if __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // __STDC_VERSION__ >= 202311L
+ {
+  // A line the guest wrote to stderr.
+  MW_LOG_KIND_GUEST_STDERR = 0,
+  // A line the guest wrote to stdout.
+  MW_LOG_KIND_GUEST_STDOUT = 1,
+  // The guest wrote more than a request may log; the text names the
+  // stream, and its later lines are dropped.
+  MW_LOG_KIND_OUTPUT_SUPPRESSED = 2,
+  // An outgoing HTTP request was refused; the text says which and why.
+  MW_LOG_KIND_OUTGOING_DENIED = 3,
+};
+#if __STDC_VERSION__ >= 202311L
+typedef enum mw_log_kind mw_log_kind;
+#else
+typedef uint32_t mw_log_kind;
+#endif // __STDC_VERSION__ >= 202311L
+
 // A component of a generation (opaque). Valid as long as its host.
 typedef struct mw_component mw_component;
 
 // One configuration generation (opaque).
 typedef struct mw_host mw_host;
+
+// A parsed `WasmAllowOutgoing` rule (opaque).
+typedef struct mw_outgoing_rule mw_outgoing_rule;
 
 // A borrowed view of bytes owned by the caller.
 typedef struct mw_bytes {
@@ -97,6 +138,38 @@ typedef struct mw_request {
   size_t headers_len;
 } mw_request;
 
+// A directory grant (`WasmDir`, `WasmMapDir`).
+typedef struct mw_dir {
+  // The path the guest opens.
+  struct mw_bytes guest;
+  // The directory on the host.
+  struct mw_bytes host;
+  // Read only: no creating, writing, renaming or removing.
+  bool read_only;
+} mw_dir;
+
+// The limits and grants of one request. Zero limits mean the defaults.
+typedef struct mw_sandbox {
+  // `WasmTimeout` in milliseconds; 0 for the default (60 s).
+  uint64_t timeout_ms;
+  // `WasmMemoryLimit` in bytes per linear memory; 0 for the default
+  // (128 MiB).
+  uint64_t memory_limit;
+  // `WasmEnv` variables in order; a later one wins over an earlier one
+  // with the same name.
+  const struct mw_header *env;
+  // The number of variables.
+  size_t env_len;
+  // Directory grants.
+  const struct mw_dir *dirs;
+  // The number of directory grants.
+  size_t dirs_len;
+  // `WasmAllowOutgoing` rules, from [`mw_outgoing_rule_new`].
+  const struct mw_outgoing_rule *const *outgoing;
+  // The number of rules.
+  size_t outgoing_len;
+} mw_sandbox;
+
 // The callbacks of one request, all called on the serving thread with `ctx`.
 // Those that can fail return an [`mw_io`] value as a `uint32_t`: anything
 // but `MW_IO_OK` is a failure.
@@ -115,9 +188,10 @@ typedef struct mw_exchange {
   // Passes response body bytes on; `flush` asks for them to reach the
   // client now.
   uint32_t (*send_data)(void *ctx, const uint8_t *data, size_t data_len, bool flush);
-  // Logs one line the guest wrote to stderr (without its line ending).
-  // May be NULL: the lines are then dropped.
-  void (*log_stderr)(void *ctx, const uint8_t *line, size_t line_len);
+  // Logs one line about the request (without a line ending); `kind` is an
+  // [`mw_log_kind`] and says what it is. May be NULL: the lines are then
+  // dropped.
+  void (*log)(void *ctx, uint32_t kind, const uint8_t *line, size_t line_len);
 } mw_exchange;
 
 // Creates an empty generation. Returns NULL only if the host failed.
@@ -153,18 +227,39 @@ mw_result mw_host_add_component(struct mw_host *host,
 // `err_len` writable bytes.
 mw_result mw_host_child_init(struct mw_host *host, char *err, size_t err_len);
 
-// Serves one request with a fresh instance of `component`, blocking until
-// the response is complete. The callbacks of `exchange` are called on this
-// thread only, and never after this function returns.
+// Serves one request with a fresh instance of `component` confined to
+// `sandbox`, blocking until the response is complete. The callbacks of
+// `exchange` are called on this thread only, and never after this function
+// returns.
 //
 // # Safety
 // `component` came from [`mw_host_add_component`] and its host is alive;
-// `request` and its views are valid for the call; `err` has `err_len`
-// writable bytes.
+// `request`, `sandbox` and their views are valid for the call; `err` has
+// `err_len` writable bytes.
 mw_result mw_component_serve(const struct mw_component *component,
                              const struct mw_request *request,
+                             const struct mw_sandbox *sandbox,
                              const struct mw_exchange *exchange,
                              char *err,
                              size_t err_len);
+
+// Parses a `WasmAllowOutgoing` pattern. On success `*rule_out` owns the
+// rule (free it with [`mw_outgoing_rule_free`]); on failure `err` says what
+// is wrong with it.
+//
+// # Safety
+// `text` is valid; `rule_out` is writable; `err` has `err_len` writable
+// bytes.
+mw_result mw_outgoing_rule_new(struct mw_bytes text,
+                               const struct mw_outgoing_rule **rule_out,
+                               char *err,
+                               size_t err_len);
+
+// Frees a rule. NULL is fine.
+//
+// # Safety
+// `rule` is NULL or came from [`mw_outgoing_rule_new`], and is not used
+// afterwards (requests being served hold their own references).
+void mw_outgoing_rule_free(const struct mw_outgoing_rule *rule);
 
 #endif  /* MOD_WASM_HOST_H */

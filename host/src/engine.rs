@@ -25,6 +25,10 @@ pub fn config() -> Config {
     // document's internal redirect). Give it the room of an ordinary thread
     // stack; only the pages touched are ever backed by memory.
     config.async_stack_size(DEFAULT_ASYNC_STACK_SIZE);
+    // WasmTimeout: compiled code checks the engine's epoch at function
+    // entries and loop headers, and one ticker thread per child advances it
+    // (see `ticker`). Cheaper than fuel, and it needs no thread per request.
+    config.epoch_interruption(true);
     config
 }
 

@@ -8,7 +8,7 @@
 
 use crate::compile::{self, Artifact, Outcome};
 use crate::component::{ComponentLinker, RequestState};
-use crate::engine;
+use crate::{engine, ticker};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -70,6 +70,7 @@ impl Host {
             return Err("the components are already loaded in this process".into());
         }
         let engine = engine::new().map_err(|e| format!("cannot create the engine: {e:#}"))?;
+        ticker::start(&engine).map_err(|e| format!("cannot start the epoch ticker: {e}"))?;
         let linker =
             ComponentLinker::new(&engine).map_err(|e| format!("cannot build the linker: {e:#}"))?;
         let mut errors = Vec::new();

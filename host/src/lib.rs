@@ -13,6 +13,9 @@
 //!   [`host::Host::child_init`].
 //! * [`component`] serves one HTTP request with a fresh instance of a
 //!   `wasi:http/incoming-handler` component, streaming both bodies.
+//! * [`sandbox::Sandbox`] is what one request's guest may use: its time and
+//!   memory limits and the capabilities its location grants, including the
+//!   [`outgoing`] HTTP rules. [`ticker`] enforces the time limit.
 //!
 //! Rust never calls Apache directly and never writes to stdout or stderr:
 //! bytes and errors travel back through the callbacks and buffers that the
@@ -24,4 +27,8 @@ pub mod component;
 pub mod engine;
 pub mod ffi;
 pub mod host;
+pub mod log;
+pub mod outgoing;
 mod runtime;
+pub mod sandbox;
+pub mod ticker;

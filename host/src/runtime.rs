@@ -36,7 +36,14 @@ fn run<F: Future>(future: F) -> std::io::Result<F::Output> {
     RUNTIME.with(|cell| {
         let runtime = match cell.borrow_mut().take() {
             Some(runtime) => runtime,
-            None => Builder::new_current_thread().enable_all().build()?,
+            // A CPU-bound guest yields at every epoch tick (10 ms). Tokio
+            // polls the block_on future only every `event_interval` task
+            // polls: with the default (61) a spinning guest would hold back
+            // its own response, and its timeout, for over half a second.
+            None => Builder::new_current_thread()
+                .enable_all()
+                .event_interval(1)
+                .build()?,
         };
         let output = runtime.block_on(future);
         *cell.borrow_mut() = Some(runtime);

@@ -196,13 +196,30 @@ Timeout 120
 
     def new_log(self):
         """Error log lines written since the last call."""
-        if not self.error_log.exists():
-            return []
-        with open(self.error_log, "rb") as f:
-            f.seek(self.log_offset)
-            data = f.read()
+        data = self._unread_log()
         self.log_offset += len(data)
         return data.decode(errors="replace").splitlines()
+
+    def peek_log(self):
+        """The lines new_log would return, leaving them for it."""
+        return self._unread_log().decode(errors="replace").splitlines()
+
+    def wait_for_log(self, text, timeout=10):
+        """Waits until a line containing text is in the unread log; the
+        unread lines (left for new_log)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.peek_log()
+            if any(text in line for line in lines) or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
+
+    def _unread_log(self):
+        if not self.error_log.exists():
+            return b""
+        with open(self.error_log, "rb") as f:
+            f.seek(self.log_offset)
+            return f.read()
 
     def unexpected_errors(self, lines, allowed_tags=()):
         bad = []

@@ -95,7 +95,14 @@ def test_one_file_in_many_locations_is_compiled_once():
         server.cleanup()
 
 
-def test_wasm_component_is_not_allowed_in_htaccess():
+@pytest.mark.parametrize("directive", [
+    f"WasmComponent {HELLO}",
+    # Limits and grants: a content author must not widen what a guest may do.
+    "WasmAllowOutgoing *",
+    "WasmDir /tmp",
+    "WasmTimeout 3600",
+])
+def test_wasm_directives_are_not_allowed_in_htaccess(directive):
     body = """
 LoadModule alias_module /usr/lib/apache2/modules/mod_alias.so
 <Directory {dir}/site>
@@ -109,11 +116,46 @@ Alias /site {dir}/site
         site = server.dir / "site"
         site.mkdir()
         site.chmod(0o755)
-        (site / ".htaccess").write_text(f"WasmComponent {HELLO}\n")
+        (site / ".htaccess").write_text(directive + "\n")
         (site / "index.html").write_text("static\n")
         server.start()
         assert request(server.port, "GET", "/site/index.html").status == 500
         log = "\n".join(server.new_log())
-        assert "WasmComponent not allowed here" in log, log
+        assert f"{directive.split()[0]} not allowed here" in log, log
+    finally:
+        server.cleanup()
+
+BAD_DIRECTIVES = {
+    "timeout-word": ("WasmTimeout soon", "'soon' is not a number of seconds"),
+    "timeout-zero": ("WasmTimeout 0", "'0' is not a number of seconds"),
+    "memory-suffix": ("WasmMemoryLimit 12X", "'12X' is not a size from 64K to 4G"),
+    "memory-huge": ("WasmMemoryLimit 5G", "'5G' is not a size from 64K to 4G"),
+    "memory-tiny": ("WasmMemoryLimit 1K", "'1K' is not a size from 64K to 4G"),
+    "instances-zero": ("WasmMaxInstances 0", "'0' is not a number from 1"),
+    "env-name": ("WasmEnv A=B c", "'A=B' is not a variable name"),
+    "dir-missing": ("WasmDir /nonexistent/dir", "/nonexistent/dir: No such file"),
+    "dir-file": ("WasmDir {hello}", "is not a directory"),
+    "dir-mode": ("WasmMapDir /data /tmp maybe", "the access mode 'maybe' is not ro or rw"),
+    "outgoing-scheme": ("WasmAllowOutgoing ftp://example.com", "the scheme 'ftp'"),
+    "outgoing-path": ("WasmAllowOutgoing http://example.com/api",
+                      "not a path"),
+    "outgoing-port": ("WasmAllowOutgoing example.com:99999", "is not 1-65535"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DIRECTIVES))
+def test_bad_limit_or_grant_stops_start_up_naming_file_and_line(case):
+    directive, reason = BAD_DIRECTIVES[case]
+    body = LOCATION.replace("{path}", "{hello}").replace(
+        "</Location>", f"    {directive}\n</Location>")
+    server = Apache(body, name=f"bad-{case}")
+    try:
+        name = directive.split()[0]
+        lines = server.config_text().splitlines()
+        line = next(i for i, text in enumerate(lines, 1) if text.strip().startswith(name))
+        code, output = server.configtest()
+        assert code != 0
+        assert f"line {line} of {server.conf}" in output, output
+        assert f"{name}: " in output and reason in output, output
     finally:
         server.cleanup()

@@ -3,14 +3,14 @@
 
 mod body;
 mod linker;
+mod output;
 mod request;
 mod serve;
 mod state;
-mod stderr;
 
 pub use body::{BodySource, ReadError, RequestBody};
 pub use linker::ComponentLinker;
+pub use output::{GuestOutput, LineSink};
 pub use request::{RequestHead, build as build_request};
 pub use serve::{ResponseSink, ServeError, SinkError, serve};
 pub use state::RequestState;
-pub use stderr::{GuestStderr, LineSink};

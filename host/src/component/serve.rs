@@ -1,18 +1,24 @@
 //! One request, one fresh instance: run the guest's `incoming-handler` and
 //! stream its response into a [`ResponseSink`].
 
-use super::{BodySource, GuestStderr, RequestBody, RequestState};
+use super::{BodySource, RequestBody, RequestState};
+use crate::log::RequestLog;
 use crate::runtime;
+use crate::sandbox::Sandbox;
+use crate::ticker;
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use std::future::Future;
 use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use wasmtime::Store;
+use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -40,22 +46,27 @@ pub enum ServeError {
     Guest(String),
     /// The guest returned without ever setting its `response-outparam`.
     NoResponse,
+    /// The request ran past its `WasmTimeout`; the guest was stopped.
+    Timeout(String),
     /// The sink refused a head or data.
     Sink,
     /// The host failed (a panic in a task, no runtime).
     Internal(String),
 }
 
-/// Serves `request` with a new instance of `pre`, blocking this thread until
-/// the guest has returned and its response is complete.
+/// Serves `request` with a new instance of `pre` confined to `sandbox`,
+/// blocking this thread until the guest has returned and its response is
+/// complete, or until the sandbox's timeout stopped it.
 pub fn serve<S: BodySource>(
     pre: &ProxyPre<RequestState>,
     scheme: Scheme,
     request: http::Request<RequestBody<S>>,
     sink: &mut dyn ResponseSink,
-    stderr: GuestStderr,
+    sandbox: &Sandbox,
+    log: Arc<dyn RequestLog>,
 ) -> Result<(), ServeError> {
-    runtime::block_on(exchange(pre.clone(), scheme, request, sink, stderr))
+    let _serving = ticker::Serving::begin();
+    runtime::block_on(exchange(pre.clone(), scheme, request, sink, sandbox, log))
         .map_err(|e| ServeError::Internal(e.to_string()))?
 }
 
@@ -109,9 +120,25 @@ async fn exchange<S: BodySource>(
     scheme: Scheme,
     request: http::Request<RequestBody<S>>,
     sink: &mut dyn ResponseSink,
-    stderr: GuestStderr,
+    sandbox: &Sandbox,
+    log: Arc<dyn RequestLog>,
 ) -> Result<(), ServeError> {
-    let mut store = Store::new(pre.engine(), RequestState::new(stderr));
+    let deadline = Instant::now() + sandbox.timeout;
+    let memory_exceeded = Arc::new(AtomicBool::new(false));
+    let state =
+        RequestState::new(sandbox, log, memory_exceeded.clone()).map_err(ServeError::Internal)?;
+    let mut store = Store::new(pre.engine(), state);
+    store.limiter(|state| state.limiter());
+    // At every epoch tick a running guest checks its deadline: past it, it
+    // traps where it is; before it, it lets the request's other tasks run.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Yield(1)
+        })
+    });
     let (response_tx, response_rx) = oneshot::channel();
     let mut http = store.data_mut().http();
     let incoming = http
@@ -135,9 +162,25 @@ async fn exchange<S: BodySource>(
         task: Some(task),
         returned: None,
     };
-    let result = respond(response_rx, &mut guest, sink).await;
+    // A guest waiting in the host (for a timer, for an outgoing response)
+    // runs no Wasm to notice its deadline: this timeout covers that.
+    let result = tokio::time::timeout_at(deadline.into(), respond(response_rx, &mut guest, sink))
+        .await
+        .unwrap_or_else(|_| Err(ServeError::Timeout("the guest was waiting".into())));
     guest.stop().await;
-    result
+    match result {
+        Err(ServeError::Guest(why)) if memory_exceeded.load(Ordering::Relaxed) => {
+            Err(ServeError::Guest(format!(
+                "the guest ran into WasmMemoryLimit ({} bytes per memory): {why}",
+                sandbox.memory_limit
+            )))
+        }
+        Err(ServeError::Timeout(why)) => Err(ServeError::Timeout(format!(
+            "the request ran past WasmTimeout ({:?}) and the guest was stopped: {why}",
+            sandbox.timeout
+        ))),
+        result => result,
+    }
 }
 
 type ResponseResult = Result<
@@ -236,7 +279,12 @@ async fn next_frame(
 /// backtrace.
 fn guest_error(error: &wasmtime::Error) -> ServeError {
     let text = format!("{error:#}");
-    ServeError::Guest(text.split_whitespace().collect::<Vec<_>>().join(" "))
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        ServeError::Timeout(text)
+    } else {
+        ServeError::Guest(text)
+    }
 }
 
 /// Polls `future` once; `None` if it is not ready.

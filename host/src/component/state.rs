@@ -1,33 +1,83 @@
 //! Per-request store state: what one instance of a guest may touch.
 
-use super::GuestStderr;
+use super::GuestOutput;
+use crate::log::{LogKind, RequestLog, StreamLog};
+use crate::outgoing::OutgoingHooks;
+use crate::sandbox::{MemoryLimiter, Sandbox};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{Error, RequestOptions, Result, WasiBody, WasiHttpCtx, WasiHttpCtxView};
-use wasmtime_wasi_http::{WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// The data of a request's `Store`.
 ///
-/// The WASI context grants nothing: no environment, no arguments, no
-/// preopened directories, no sockets; stdin is empty and stdout discarded.
-/// stderr goes to the host's log. Capabilities are granted per location by
-/// later configuration.
+/// The guest gets what its [`Sandbox`] grants and nothing else: no host
+/// environment, no arguments, no directories but the granted ones, no
+/// sockets, no outgoing HTTP but to allowed destinations. stdin is empty;
+/// stdout and stderr go to the request's log.
 pub struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    hooks: DenyOutgoing,
+    hooks: OutgoingHooks,
+    limiter: MemoryLimiter,
 }
 
 impl RequestState {
-    /// A state that grants the guest no capabilities.
-    pub fn new(stderr: GuestStderr) -> Self {
-        RequestState {
-            wasi: WasiCtx::builder().stderr(stderr).build(),
+    /// The state for a guest in `sandbox`. `memory_exceeded` is set if the
+    /// guest runs into its memory limit. Fails if a granted directory cannot
+    /// be opened.
+    pub fn new(
+        sandbox: &Sandbox,
+        log: Arc<dyn RequestLog>,
+        memory_exceeded: Arc<AtomicBool>,
+    ) -> Result<Self, String> {
+        let mut wasi = WasiCtx::builder();
+        wasi.stderr(GuestOutput::new(StreamLog::new(
+            log.clone(),
+            LogKind::GuestStderr,
+        )))
+        .stdout(GuestOutput::new(StreamLog::new(
+            log.clone(),
+            LogKind::GuestStdout,
+        )))
+        .envs(&sandbox.environment())
+        // No wasi:sockets: no TCP, no UDP, no name lookups (the address check
+        // already denies every address by default; this says it twice).
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        // File operations run inline on the request's thread: the runtime has
+        // no blocking pool, and a thread per operation would cost more.
+        .allow_blocking_current_thread(true);
+        for dir in &sandbox.dirs {
+            let perms = if dir.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            wasi.preopened_dir(&dir.host, &dir.guest, perms)
+                .map_err(|e| {
+                    format!(
+                        "cannot open the granted directory {} (as {}): {e:#}",
+                        dir.host.display(),
+                        dir.guest
+                    )
+                })?;
+        }
+        Ok(RequestState {
+            wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: DenyOutgoing,
-        }
+            hooks: OutgoingHooks::new(sandbox.outgoing.clone(), log),
+            limiter: MemoryLimiter::new(sandbox.memory_limit, memory_exceeded),
+        })
+    }
+
+    /// The limiter to install with `Store::limiter`.
+    pub fn limiter(&mut self) -> &mut MemoryLimiter {
+        &mut self.limiter
     }
 }
 
@@ -47,28 +97,5 @@ impl WasiHttpView for RequestState {
             table: &mut self.table,
             hooks: &mut self.hooks,
         }
-    }
-}
-
-/// Outgoing HTTP requests are a capability no location grants yet: every
-/// `wasi:http/outgoing-handler.handle` call is answered with
-/// `HTTP-request-denied`.
-struct DenyOutgoing;
-
-impl WasiHttpHooks for DenyOutgoing {
-    fn send_request(
-        &mut self,
-        _request: http::Request<WasiBody>,
-        _options: Option<RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<(
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = Result<(), Error>> + Send>,
-                )>,
-            > + Send,
-    > {
-        Box::new(async { Err(Error::HttpRequestDenied) })
     }
 }

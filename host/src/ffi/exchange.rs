@@ -2,7 +2,8 @@
 //! [`BodySource`] and [`ResponseSink`] the component code wants.
 
 use super::{mw_bytes, mw_header};
-use crate::component::{BodySource, LineSink, ReadError, ResponseSink, SinkError};
+use crate::component::{BodySource, ReadError, ResponseSink, SinkError};
+use crate::log::{LogKind, RequestLog};
 use http::HeaderMap;
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -72,10 +73,37 @@ pub struct mw_exchange {
             flush: bool,
         ) -> u32,
     >,
-    /// Logs one line the guest wrote to stderr (without its line ending).
-    /// May be NULL: the lines are then dropped.
-    pub log_stderr:
-        Option<unsafe extern "C" fn(ctx: *mut c_void, line: *const u8, line_len: usize)>,
+    /// Logs one line about the request (without a line ending); `kind` is an
+    /// [`mw_log_kind`] and says what it is. May be NULL: the lines are then
+    /// dropped.
+    pub log:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, kind: u32, line: *const u8, line_len: usize)>,
+}
+
+/// What a line given to `mw_exchange.log` is.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum mw_log_kind {
+    /// A line the guest wrote to stderr.
+    GuestStderr = 0,
+    /// A line the guest wrote to stdout.
+    GuestStdout = 1,
+    /// The guest wrote more than a request may log; the text names the
+    /// stream, and its later lines are dropped.
+    OutputSuppressed = 2,
+    /// An outgoing HTTP request was refused; the text says which and why.
+    OutgoingDenied = 3,
+}
+
+impl From<LogKind> for mw_log_kind {
+    fn from(kind: LogKind) -> Self {
+        match kind {
+            LogKind::GuestStderr => mw_log_kind::GuestStderr,
+            LogKind::GuestStdout => mw_log_kind::GuestStdout,
+            LogKind::OutputSuppressed => mw_log_kind::OutputSuppressed,
+            LogKind::OutgoingDenied => mw_log_kind::OutgoingDenied,
+        }
+    }
 }
 
 type ReadBodyFn =
@@ -131,9 +159,9 @@ impl BodySource for CBody {
     }
 }
 
-type LogFn = unsafe extern "C" fn(ctx: *mut c_void, line: *const u8, len: usize);
+type LogFn = unsafe extern "C" fn(ctx: *mut c_void, kind: u32, line: *const u8, len: usize);
 
-/// The guest's stderr lines through `log_stderr`.
+/// The request's log lines through `log`.
 pub(crate) struct CLog {
     ctx: *mut c_void,
     log: Option<LogFn>,
@@ -142,26 +170,29 @@ pub(crate) struct CLog {
 }
 
 // SAFETY: as for `CBody`: only called on the serving thread, while the
-// request is alive; `Send` is required by WASI's stream types.
+// request is alive; `Send` and `Sync` are required by WASI's stream types
+// and the shared log handle, not used to cross threads.
 unsafe impl Send for CLog {}
+unsafe impl Sync for CLog {}
 
 impl CLog {
     pub(crate) fn new(exchange: &mw_exchange, body: &CBody) -> Self {
         CLog {
             ctx: exchange.ctx,
-            log: exchange.log_stderr,
+            log: exchange.log,
             alive: body.alive_flag(),
         }
     }
 }
 
-impl LineSink for CLog {
-    fn line(&mut self, line: &[u8]) {
+impl RequestLog for CLog {
+    fn log(&self, kind: LogKind, line: &[u8]) {
         if let Some(log) = self.log
             && self.alive.load(Ordering::Acquire)
         {
+            let kind = mw_log_kind::from(kind) as u32;
             // SAFETY: the request is alive; `line` outlives the call.
-            unsafe { log(self.ctx, line.as_ptr(), line.len()) };
+            unsafe { log(self.ctx, kind, line.as_ptr(), line.len()) };
         }
     }
 }

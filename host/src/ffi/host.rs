@@ -3,10 +3,12 @@
 
 use super::error::{ErrorBuf, guarded};
 use super::exchange::{CBody, CLog, CSink, mw_exchange, mw_request};
+use super::sandbox::{mw_sandbox, sandbox_from};
 use super::{mw_bytes, mw_result};
 use crate::compile::Outcome;
-use crate::component::{self, GuestStderr, RequestHead, ServeError};
+use crate::component::{self, RequestHead, ServeError};
 use crate::host::{Host, HostedComponent};
+use crate::log::RequestLog;
 use std::ffi::{OsStr, c_char};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -114,30 +116,38 @@ pub unsafe extern "C" fn mw_host_child_init(
     })
 }
 
-/// Serves one request with a fresh instance of `component`, blocking until
-/// the response is complete. The callbacks of `exchange` are called on this
-/// thread only, and never after this function returns.
+/// Serves one request with a fresh instance of `component` confined to
+/// `sandbox`, blocking until the response is complete. The callbacks of
+/// `exchange` are called on this thread only, and never after this function
+/// returns.
 ///
 /// # Safety
 /// `component` came from [`mw_host_add_component`] and its host is alive;
-/// `request` and its views are valid for the call; `err` has `err_len`
-/// writable bytes.
+/// `request`, `sandbox` and their views are valid for the call; `err` has
+/// `err_len` writable bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mw_component_serve(
     component: *const mw_component,
     request: *const mw_request,
+    sandbox: *const mw_sandbox,
     exchange: *const mw_exchange,
     err: *mut c_char,
     err_len: usize,
 ) -> mw_result {
     let err = ErrorBuf::new(err, err_len);
     guarded(err, || {
-        if component.is_null() || request.is_null() || exchange.is_null() {
+        if component.is_null() || request.is_null() || sandbox.is_null() || exchange.is_null() {
             return err.fail(mw_result::NullArgument, "NULL argument");
         }
         // SAFETY: the caller's contract.
-        let (hosted, request, exchange) =
-            unsafe { (&*component.cast::<HostedComponent>(), &*request, &*exchange) };
+        let (hosted, request, sandbox, exchange) = unsafe {
+            (
+                &*component.cast::<HostedComponent>(),
+                &*request,
+                sandbox_from(&*sandbox),
+                &*exchange,
+            )
+        };
         let Some(pre) = hosted.pre() else {
             return err.fail(
                 mw_result::NotLoaded,
@@ -148,14 +158,14 @@ pub unsafe extern "C" fn mw_component_serve(
             return err.fail(mw_result::NullArgument, "the exchange lacks a callback");
         };
         let alive = body.alive_flag();
-        let stderr = GuestStderr::new(CLog::new(exchange, &body));
+        let log: Arc<dyn RequestLog> = Arc::new(CLog::new(exchange, &body));
         // SAFETY: the request's views are valid for this call.
         let head = unsafe { request_head(request) };
         let result = match component::build_request(head, body) {
             Err(why) => err.fail(mw_result::BadRequest, &why),
             Ok((scheme, request)) => {
                 let mut sink = CSink::new(exchange);
-                match component::serve(pre, scheme, request, &mut sink, stderr) {
+                match component::serve(pre, scheme, request, &mut sink, &sandbox, log) {
                     Ok(()) => mw_result::Ok,
                     Err(ServeError::Guest(why)) => err.fail(mw_result::GuestFailed, &why),
                     Err(ServeError::NoResponse) => err.fail(
@@ -165,6 +175,7 @@ pub unsafe extern "C" fn mw_component_serve(
                     Err(ServeError::Sink) => {
                         err.fail(mw_result::SinkFailed, "the response could not be delivered")
                     }
+                    Err(ServeError::Timeout(why)) => err.fail(mw_result::Timeout, &why),
                     Err(ServeError::Internal(why)) => err.fail(mw_result::Internal, &why),
                 }
             }

@@ -12,9 +12,11 @@
 mod error;
 mod exchange;
 mod host;
+mod sandbox;
 
 pub use exchange::*;
 pub use host::*;
+pub use sandbox::*;
 
 /// A borrowed view of bytes owned by the caller.
 #[repr(C)]
@@ -80,4 +82,8 @@ pub enum mw_result {
     SinkFailed = 7,
     /// The host failed (a bug: a panic, or a resource that could not be had).
     Internal = 8,
+    /// The request ran past its time limit; the guest was stopped.
+    Timeout = 9,
+    /// A directive's value is invalid.
+    InvalidConfig = 10,
 }

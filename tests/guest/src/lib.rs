@@ -6,6 +6,9 @@ use mod_wasm_guest::wasi;
 use mod_wasm_guest::{BodyReader, ResponseWriter};
 use wasi::http::types::{IncomingRequest, Method, ResponseOutparam, Scheme};
 
+mod sandbox;
+use sandbox::*;
+
 struct TestGuest;
 
 impl wasi::exports::http::incoming_handler::Guest for TestGuest {
@@ -35,6 +38,36 @@ impl wasi::exports::http::incoming_handler::Guest for TestGuest {
             "bad-header" => drop(ResponseWriter::start(out, 200, &[("bad name", b"x")])),
             "longline" => long_line(out),
             "sized" => respond(out, 200, &[("content-length", b"11")], b"hello sized"),
+            "spin" => spin(),
+            "spin-after-head" => spin_after_head(out),
+            "sleep" => sleep(query, out),
+            "alloc" => alloc(query, out),
+            "recurse" => {
+                let depth = core::hint::black_box(u64::MAX);
+                respond(out, 200, &[], format!("{}", recurse(depth)).as_bytes())
+            }
+            "crlf-header" => drop(ResponseWriter::start(
+                out,
+                200,
+                &[("x-split", b"a\r\nInjected: yes")],
+            )),
+            "endless" => endless(out),
+            "env" => env(out),
+            "read" => read_file(query, out),
+            "write" => write_file(query, out),
+            "fetch" => fetch(query, out),
+            "socket" => socket(query, out),
+            "stdout" => {
+                println!("a line on stdout");
+                respond(out, 200, &[], b"printed\n")
+            }
+            "flood" => {
+                let line = "z".repeat(99);
+                for _ in 0..5000 {
+                    eprintln!("{line}");
+                }
+                respond(out, 200, &[], b"flooded\n")
+            }
             _ => respond(out, 200, &[], format!("test guest: {path}\n").as_bytes()),
         }
     }
@@ -42,7 +75,7 @@ impl wasi::exports::http::incoming_handler::Guest for TestGuest {
 
 wasi::http::proxy::export!(TestGuest);
 
-fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+pub(crate) fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
     query
         .split('&')
         .filter_map(|pair| pair.split_once('='))
@@ -52,11 +85,11 @@ fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
 
 // The behaviours below exist to be checked: a failure is meant to trap.
 
-fn start(out: ResponseOutparam, code: u16, headers: &[(&str, &[u8])]) -> ResponseWriter {
+pub(crate) fn start(out: ResponseOutparam, code: u16, headers: &[(&str, &[u8])]) -> ResponseWriter {
     ResponseWriter::start(out, code, headers).expect("a valid head")
 }
 
-fn respond(out: ResponseOutparam, code: u16, headers: &[(&str, &[u8])], body: &[u8]) {
+pub(crate) fn respond(out: ResponseOutparam, code: u16, headers: &[(&str, &[u8])], body: &[u8]) {
     mod_wasm_guest::respond(out, code, headers, body).expect("the client is reading");
 }
 

@@ -1,5 +1,7 @@
-//! The guest's stderr, line by line, to wherever the host logs (in Apache,
-//! the error log). A Rust guest's panic message arrives this way.
+//! The guest's stdout and stderr, line by line, to wherever the host logs
+//! (in Apache, the error log). A Rust guest's panic message arrives this
+//! way. A component's stdout is not its response, so anything written there
+//! is a diagnostic too.
 
 use bytes::Bytes;
 use std::pin::Pin;
@@ -13,16 +15,25 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 /// make the host buffer without bound by never writing a newline.
 const MAX_LINE: usize = 4096;
 
+/// Bytes one stream of one request may log. A guest that writes more (a
+/// loop printing until its timeout) would flood the error log: the rest is
+/// dropped, and one line says so.
+pub const MAX_LOGGED: usize = 64 * 1024;
+
 /// Where complete stderr lines go.
 pub trait LineSink: Send + 'static {
     /// One line, without its line ending.
     fn line(&mut self, line: &[u8]);
+    /// Called once when the stream went over [`MAX_LOGGED`]; later lines are
+    /// dropped.
+    fn suppressed(&mut self);
 }
 
 /// Bytes in, lines out.
 struct Lines {
     sink: Box<dyn LineSink>,
     partial: Vec<u8>,
+    logged: usize,
 }
 
 impl Lines {
@@ -45,8 +56,13 @@ impl Lines {
             self.partial.pop();
         }
         // Blank lines carry nothing worth a log line.
-        if !self.partial.is_empty() {
-            self.sink.line(&self.partial);
+        if !self.partial.is_empty() && self.logged <= MAX_LOGGED {
+            self.logged += self.partial.len();
+            if self.logged <= MAX_LOGGED {
+                self.sink.line(&self.partial);
+            } else {
+                self.sink.suppressed();
+            }
         }
         self.partial.clear();
     }
@@ -60,17 +76,19 @@ impl Drop for Lines {
     }
 }
 
-/// The guest's stderr: every stream WASI opens on it shares one line buffer.
+/// One of the guest's output streams: every stream WASI opens on it shares
+/// one line buffer.
 #[derive(Clone)]
-pub struct GuestStderr(Arc<Mutex<Lines>>);
+pub struct GuestOutput(Arc<Mutex<Lines>>);
 
-impl GuestStderr {
+impl GuestOutput {
     /// A stderr whose lines go to `sink`; what is left of an unfinished line
     /// goes there when the last stream is dropped.
     pub fn new(sink: impl LineSink) -> Self {
-        GuestStderr(Arc::new(Mutex::new(Lines {
+        GuestOutput(Arc::new(Mutex::new(Lines {
             sink: Box::new(sink),
             partial: Vec::new(),
+            logged: 0,
         })))
     }
 
@@ -82,13 +100,13 @@ impl GuestStderr {
     }
 }
 
-impl IsTerminal for GuestStderr {
+impl IsTerminal for GuestOutput {
     fn is_terminal(&self) -> bool {
         false
     }
 }
 
-impl StdoutStream for GuestStderr {
+impl StdoutStream for GuestOutput {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
         Box::new(self.clone())
     }
@@ -99,11 +117,11 @@ impl StdoutStream for GuestStderr {
 }
 
 #[async_trait::async_trait]
-impl Pollable for GuestStderr {
+impl Pollable for GuestOutput {
     async fn ready(&mut self) {}
 }
 
-impl OutputStream for GuestStderr {
+impl OutputStream for GuestOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
         self.push(&bytes);
         Ok(())
@@ -118,7 +136,7 @@ impl OutputStream for GuestStderr {
     }
 }
 
-impl AsyncWrite for GuestStderr {
+impl AsyncWrite for GuestOutput {
     fn poll_write(
         self: Pin<&mut Self>,
         _: &mut Context<'_>,
@@ -148,12 +166,29 @@ mod tests {
         fn line(&mut self, line: &[u8]) {
             self.0.lock().unwrap().push(line.to_vec());
         }
+        fn suppressed(&mut self) {
+            self.0.lock().unwrap().push(b"<suppressed>".to_vec());
+        }
+    }
+
+    #[test]
+    fn stops_logging_after_the_cap_and_says_so_once() {
+        let lines = Collect::default();
+        let stderr = GuestOutput::new(lines.clone());
+        let line = [b'y'; 1000];
+        for _ in 0..200 {
+            stderr.push(&line);
+            stderr.push(b"\n");
+        }
+        let lines = lines.0.lock().unwrap();
+        assert_eq!(lines.len(), MAX_LOGGED / 1000 + 1);
+        assert_eq!(lines.last().unwrap(), b"<suppressed>");
     }
 
     #[test]
     fn splits_lines_across_writes_and_flushes_the_rest_on_drop() {
         let lines = Collect::default();
-        let stderr = GuestStderr::new(lines.clone());
+        let stderr = GuestOutput::new(lines.clone());
         stderr.push(b"\none\r\ntw");
         stderr.push(b"o\nthree");
         assert_eq!(*lines.0.lock().unwrap(), [b"one".to_vec(), b"two".to_vec()]);
@@ -165,7 +200,7 @@ mod tests {
     #[test]
     fn cuts_a_line_without_end_into_pieces() {
         let lines = Collect::default();
-        let stderr = GuestStderr::new(lines.clone());
+        let stderr = GuestOutput::new(lines.clone());
         stderr.push(&vec![b'x'; MAX_LINE * 2 + 10]);
         assert_eq!(lines.0.lock().unwrap().len(), 2);
         assert!(lines.0.lock().unwrap().iter().all(|l| l.len() == MAX_LINE));

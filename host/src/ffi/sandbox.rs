@@ -1,0 +1,169 @@
+//! `mw_sandbox` and `mw_outgoing_rule_*`: the limits and grants of a
+//! location, as the C side merged them from its directives.
+
+use super::error::{ErrorBuf, guarded};
+use super::{mw_bytes, mw_header, mw_result};
+use crate::outgoing::OutgoingRule;
+use crate::sandbox::{DirGrant, Sandbox};
+use std::ffi::{OsStr, c_char};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A parsed `WasmAllowOutgoing` rule (opaque).
+pub struct mw_outgoing_rule {
+    _private: [u8; 0],
+}
+
+/// A directory grant (`WasmDir`, `WasmMapDir`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct mw_dir {
+    /// The path the guest opens.
+    pub guest: mw_bytes,
+    /// The directory on the host.
+    pub host: mw_bytes,
+    /// Read only: no creating, writing, renaming or removing.
+    pub read_only: bool,
+}
+
+/// The limits and grants of one request. Zero limits mean the defaults.
+#[repr(C)]
+pub struct mw_sandbox {
+    /// `WasmTimeout` in milliseconds; 0 for the default (60 s).
+    pub timeout_ms: u64,
+    /// `WasmMemoryLimit` in bytes per linear memory; 0 for the default
+    /// (128 MiB).
+    pub memory_limit: u64,
+    /// `WasmEnv` variables in order; a later one wins over an earlier one
+    /// with the same name.
+    pub env: *const mw_header,
+    /// The number of variables.
+    pub env_len: usize,
+    /// Directory grants.
+    pub dirs: *const mw_dir,
+    /// The number of directory grants.
+    pub dirs_len: usize,
+    /// `WasmAllowOutgoing` rules, from [`mw_outgoing_rule_new`].
+    pub outgoing: *const *const mw_outgoing_rule,
+    /// The number of rules.
+    pub outgoing_len: usize,
+}
+
+/// Parses a `WasmAllowOutgoing` pattern. On success `*rule_out` owns the
+/// rule (free it with [`mw_outgoing_rule_free`]); on failure `err` says what
+/// is wrong with it.
+///
+/// # Safety
+/// `text` is valid; `rule_out` is writable; `err` has `err_len` writable
+/// bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_outgoing_rule_new(
+    text: mw_bytes,
+    rule_out: *mut *const mw_outgoing_rule,
+    err: *mut c_char,
+    err_len: usize,
+) -> mw_result {
+    let err = ErrorBuf::new(err, err_len);
+    guarded(err, || {
+        if rule_out.is_null() {
+            return err.fail(mw_result::NullArgument, "NULL argument");
+        }
+        // SAFETY: the caller's contract.
+        let text = String::from_utf8_lossy(unsafe { text.as_slice() });
+        match OutgoingRule::parse(&text) {
+            Ok(rule) => {
+                // SAFETY: checked for NULL above.
+                unsafe { *rule_out = Arc::into_raw(Arc::new(rule)).cast() };
+                mw_result::Ok
+            }
+            Err(why) => err.fail(mw_result::InvalidConfig, &why),
+        }
+    })
+}
+
+/// Frees a rule. NULL is fine.
+///
+/// # Safety
+/// `rule` is NULL or came from [`mw_outgoing_rule_new`], and is not used
+/// afterwards (requests being served hold their own references).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_outgoing_rule_free(rule: *const mw_outgoing_rule) {
+    if rule.is_null() {
+        return;
+    }
+    guarded(ErrorBuf::new(std::ptr::null_mut(), 0), || {
+        // SAFETY: the caller's contract: this is the reference it owned.
+        drop(unsafe { Arc::from_raw(rule.cast::<OutgoingRule>()) });
+        mw_result::Ok
+    });
+}
+
+/// The Rust view of `sandbox`.
+///
+/// # Safety
+/// The arrays of `sandbox` and the bytes they point to are valid; every rule
+/// pointer came from [`mw_outgoing_rule_new`] and is alive.
+pub(crate) unsafe fn sandbox_from(sandbox: &mw_sandbox) -> Sandbox {
+    let defaults = Sandbox::default();
+    let text = |bytes: mw_bytes| {
+        // SAFETY: the caller's contract.
+        String::from_utf8_lossy(unsafe { bytes.as_slice() }).into_owned()
+    };
+    // SAFETY: the caller's contract, for each array.
+    let (env, dirs, outgoing) = unsafe {
+        (
+            slice(sandbox.env, sandbox.env_len),
+            slice(sandbox.dirs, sandbox.dirs_len),
+            slice(sandbox.outgoing, sandbox.outgoing_len),
+        )
+    };
+    Sandbox {
+        timeout: match sandbox.timeout_ms {
+            0 => defaults.timeout,
+            ms => Duration::from_millis(ms),
+        },
+        memory_limit: match sandbox.memory_limit {
+            0 => defaults.memory_limit,
+            bytes => usize::try_from(bytes).unwrap_or(usize::MAX),
+        },
+        env: env
+            .iter()
+            .map(|var| (text(var.name), text(var.value)))
+            .collect(),
+        dirs: dirs
+            .iter()
+            .map(|dir| DirGrant {
+                // SAFETY: the caller's contract.
+                host: PathBuf::from(OsStr::from_bytes(unsafe { dir.host.as_slice() })),
+                guest: text(dir.guest),
+                read_only: dir.read_only,
+            })
+            .collect(),
+        outgoing: outgoing
+            .iter()
+            .filter(|rule| !rule.is_null())
+            .map(|&rule| {
+                let rule = rule.cast::<OutgoingRule>();
+                // SAFETY: the rule is alive (the caller's contract); this
+                // request takes a reference of its own.
+                unsafe {
+                    Arc::increment_strong_count(rule);
+                    Arc::from_raw(rule)
+                }
+            })
+            .collect(),
+    }
+}
+
+/// # Safety
+/// `ptr` is NULL with `len` 0, or points to `len` valid elements.
+unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
+    if ptr.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+}

@@ -1,0 +1,54 @@
+//! The host's messages about one request, and where they go (in Apache, the
+//! error log, with the request's location; the C side picks tag and level
+//! from the kind).
+
+use crate::component::LineSink;
+use std::sync::Arc;
+
+/// What a message is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogKind {
+    /// A line the guest wrote to stderr.
+    GuestStderr,
+    /// A line the guest wrote to stdout (a component's response is not its
+    /// stdout, so this is a diagnostic too).
+    GuestStdout,
+    /// The guest wrote more than a request may log; the text names the
+    /// stream. Later lines are dropped.
+    OutputSuppressed,
+    /// An outgoing HTTP request was refused; the text says which and why.
+    OutgoingDenied,
+}
+
+/// The log of one request.
+pub trait RequestLog: Send + Sync + 'static {
+    /// Logs `text` (one line, no line ending).
+    fn log(&self, kind: LogKind, text: &[u8]);
+}
+
+/// One of the guest's output streams, as lines into a [`RequestLog`].
+pub struct StreamLog {
+    log: Arc<dyn RequestLog>,
+    kind: LogKind,
+}
+
+impl StreamLog {
+    /// Lines of the stream `kind` (stdout or stderr) into `log`.
+    pub fn new(log: Arc<dyn RequestLog>, kind: LogKind) -> Self {
+        StreamLog { log, kind }
+    }
+}
+
+impl LineSink for StreamLog {
+    fn line(&mut self, line: &[u8]) {
+        self.log.log(self.kind, line);
+    }
+
+    fn suppressed(&mut self) {
+        let stream: &[u8] = match self.kind {
+            LogKind::GuestStdout => b"stdout",
+            _ => b"stderr",
+        };
+        self.log.log(LogKind::OutputSuppressed, stream);
+    }
+}

@@ -1,0 +1,278 @@
+//! Sending an outgoing request that the rules allow: resolve, check every
+//! address, connect to a checked one, TLS for https, then HTTP/1.1.
+
+use super::is_public;
+use super::rule::{Admission, OutgoingRule, Target};
+use crate::log::{LogKind, RequestLog};
+use http::uri::Scheme;
+use http_body_util::BodyExt;
+use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, OnceLock};
+use std::task::Poll;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// Connecting (DNS included) may take this long unless the guest asks for
+/// less. Everything is also bounded by the request's `WasmTimeout`.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
+type Sent = Result<(http::Response<WasiBody>, IoFuture), Error>;
+
+/// The `wasi:http` hooks of one request: outgoing requests go where the
+/// location's rules allow, and nowhere else.
+pub struct OutgoingHooks {
+    rules: Vec<Arc<OutgoingRule>>,
+    log: Arc<dyn RequestLog>,
+}
+
+impl OutgoingHooks {
+    /// Hooks allowing what `rules` allow (nothing when empty); refusals are
+    /// logged to `log`.
+    pub fn new(rules: Vec<Arc<OutgoingRule>>, log: Arc<dyn RequestLog>) -> Self {
+        OutgoingHooks { rules, log }
+    }
+}
+
+impl WasiHttpHooks for OutgoingHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: IoFuture,
+    ) -> Box<dyn Future<Output = Sent> + Send> {
+        let rules = self.rules.clone();
+        let log = self.log.clone();
+        Box::new(async move {
+            let destination = request.uri().to_string();
+            let result = send(&rules, request, options).await;
+            if let Err(Refusal::Denied(why)) | Err(Refusal::Prohibited(why)) = &result {
+                let text = format!("outgoing request to {destination} denied: {why}");
+                log.log(LogKind::OutgoingDenied, text.as_bytes());
+            }
+            result.map_err(Refusal::into_error)
+        })
+    }
+}
+
+/// Why a request was not sent.
+enum Refusal {
+    /// No rule allows the destination.
+    Denied(String),
+    /// Rules allow the name, but only for public addresses, and it resolves
+    /// to none.
+    Prohibited(String),
+    /// Allowed, but it failed (DNS, connect, TLS, HTTP).
+    Failed(Error),
+}
+
+impl Refusal {
+    fn into_error(self) -> Error {
+        match self {
+            Refusal::Denied(_) => Error::HttpRequestDenied,
+            Refusal::Prohibited(_) => Error::DestinationIpProhibited,
+            Refusal::Failed(error) => error,
+        }
+    }
+}
+
+impl From<Error> for Refusal {
+    fn from(error: Error) -> Self {
+        Refusal::Failed(error)
+    }
+}
+
+async fn send(
+    rules: &[Arc<OutgoingRule>],
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> Result<(http::Response<WasiBody>, IoFuture), Refusal> {
+    let uri = request.uri().clone();
+    let https = match uri.scheme() {
+        Some(scheme) if *scheme == Scheme::HTTPS => true,
+        Some(scheme) if *scheme == Scheme::HTTP => false,
+        _ => return Err(Refusal::Denied("only http and https are supported".into())),
+    };
+    let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let target = Target::from_uri_host(host).map_err(|_| Error::HttpRequestUriInvalid)?;
+
+    let admission = rules
+        .iter()
+        .filter_map(|rule| rule.admits(https, &target, port))
+        .max_by_key(|admission| *admission == Admission::Explicit);
+    let Some(admission) = admission else {
+        return Err(Refusal::Denied(if rules.is_empty() {
+            "this location allows no outgoing requests (WasmAllowOutgoing)".into()
+        } else {
+            "no WasmAllowOutgoing rule of this location matches".into()
+        }));
+    };
+
+    let options = options.unwrap_or_default();
+    let connect_timeout = options
+        .connect_timeout
+        .map_or(CONNECT_TIMEOUT, |t| t.min(CONNECT_TIMEOUT));
+    let addresses = resolve(&target, port, connect_timeout).await?;
+    let allowed: Vec<SocketAddr> = addresses
+        .iter()
+        .copied()
+        .filter(|a| admission == Admission::Explicit || is_public(a.ip()))
+        .collect();
+    if allowed.is_empty() {
+        return Err(Refusal::Prohibited(format!(
+            "it resolves only to non-public addresses ({}), which a wildcard rule does not \
+             reach; list the host or address explicitly",
+            addresses
+                .iter()
+                .map(|a| a.ip().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let stream = connect(&allowed, connect_timeout).await?;
+
+    // The request line carries the path only; Host is already set.
+    *request.uri_mut() = http::Uri::builder()
+        .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
+        .build()
+        .map_err(|_| Error::HttpRequestUriInvalid)?;
+
+    let io = if https {
+        let name = match &target {
+            Target::Name(name) => rustls_pki_name(name)?,
+            Target::Ip(ip) => tokio_rustls::rustls::pki_types::ServerName::from(*ip),
+        };
+        let tls = tokio_rustls::TlsConnector::from(tls_config())
+            .connect(name, stream)
+            .await
+            .map_err(Error::Tls)?;
+        exchange(TokioIo::new(tls), request, options, connect_timeout).await?
+    } else {
+        exchange(TokioIo::new(stream), request, options, connect_timeout).await?
+    };
+    Ok(io)
+}
+
+fn rustls_pki_name(
+    name: &str,
+) -> Result<tokio_rustls::rustls::pki_types::ServerName<'static>, Refusal> {
+    tokio_rustls::rustls::pki_types::ServerName::try_from(name.to_string())
+        .map_err(|_| Refusal::Failed(Error::HttpRequestUriInvalid))
+}
+
+async fn resolve(
+    target: &Target,
+    port: u16,
+    timeout: Duration,
+) -> Result<Vec<SocketAddr>, Refusal> {
+    let name = match target {
+        Target::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, port)]),
+        Target::Name(name) => name,
+    };
+    let found = tokio::time::timeout(timeout, tokio::net::lookup_host((name.as_str(), port)))
+        .await
+        .map_err(|_| Error::DnsTimeout)?
+        .map_err(|e| Error::DnsError {
+            rcode: Some(e.to_string()),
+            info_code: None,
+        })?;
+    let addresses: Vec<SocketAddr> = found.collect();
+    if addresses.is_empty() {
+        return Err(Error::DestinationNotFound.into());
+    }
+    Ok(addresses)
+}
+
+async fn connect(addresses: &[SocketAddr], timeout: Duration) -> Result<TcpStream, Refusal> {
+    let mut last = Error::ConnectionTimeout;
+    for address in addresses {
+        match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) => last = Error::Connect(e),
+            Err(_) => last = Error::ConnectionTimeout,
+        }
+    }
+    Err(last.into())
+}
+
+/// Web PKI roots, built once per process.
+fn tls_config() -> Arc<tokio_rustls::rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<tokio_rustls::rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = tokio_rustls::rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+            };
+            let provider = tokio_rustls::rustls::crypto::ring::default_provider();
+            Arc::new(
+                tokio_rustls::rustls::ClientConfig::builder_with_provider(provider.into())
+                    .with_safe_default_protocol_versions()
+                    .expect("ring supports the default protocol versions")
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            )
+        })
+        .clone()
+}
+
+/// HTTP/1.1 over `io`: the response head, and the connection's future, which
+/// carries the response body.
+async fn exchange<I>(
+    io: I,
+    request: http::Request<WasiBody>,
+    options: RequestOptions,
+    connect_timeout: Duration,
+) -> Result<(http::Response<WasiBody>, IoFuture), Refusal>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
+{
+    let (mut sender, connection) = tokio::time::timeout(
+        connect_timeout,
+        hyper::client::conn::http1::Builder::new().handshake(io),
+    )
+    .await
+    .map_err(|_| Error::ConnectionTimeout)?
+    .map_err(Error::from)?;
+    let first_byte = options
+        .first_byte_timeout
+        .unwrap_or(Duration::from_secs(600));
+
+    // The connection must be driven while we wait for the head.
+    let mut connection = Some(connection);
+    let mut response = pin!(tokio::time::timeout(
+        first_byte,
+        sender.send_request(request)
+    ));
+    let response = poll_fn(|cx| {
+        if let Poll::Ready(result) = response.as_mut().poll(cx) {
+            return Poll::Ready(
+                result
+                    .map_err(|_| Error::ConnectionReadTimeout)?
+                    .map_err(Error::from),
+            );
+        }
+        if let Some(conn) = connection.as_mut()
+            && let Poll::Ready(done) = Pin::new(conn).poll(cx)
+        {
+            connection = None;
+            if let Err(e) = done {
+                return Poll::Ready(Err(Error::from(e)));
+            }
+        }
+        Poll::Pending
+    })
+    .await?;
+    let response = response.map(|body| body.map_err(Error::from).boxed_unsync());
+    let io: IoFuture = Box::new(async move {
+        match connection {
+            Some(connection) => connection.await.map_err(Error::from),
+            None => Ok(()),
+        }
+    });
+    Ok((response, io))
+}

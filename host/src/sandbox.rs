@@ -1,0 +1,148 @@
+//! What one request's guest may use: its limits (time, memory) and the
+//! capabilities its location grants (environment, directories, outgoing
+//! HTTP). Everything not granted here is denied.
+
+use crate::outgoing::OutgoingRule;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::ResourceLimiter;
+
+/// `WasmTimeout` when none is configured.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `WasmMemoryLimit` when none is configured: per linear memory.
+pub const DEFAULT_MEMORY_LIMIT: usize = 128 << 20;
+
+/// Elements a table may grow to. Not configurable: real components stay far
+/// below it, and it stops a guest from using tables to exhaust host memory.
+pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// The limits and grants of one request.
+#[derive(Clone)]
+pub struct Sandbox {
+    /// The whole exchange, from instantiation to the last byte.
+    pub timeout: Duration,
+    /// The size any one linear memory may reach, in bytes.
+    pub memory_limit: usize,
+    /// Environment variables (`WasmEnv`); a later entry wins over an earlier
+    /// one with the same name.
+    pub env: Vec<(String, String)>,
+    /// Preopened directories (`WasmDir`, `WasmMapDir`).
+    pub dirs: Vec<DirGrant>,
+    /// Where outgoing HTTP requests may go (`WasmAllowOutgoing`); empty
+    /// denies all.
+    pub outgoing: Vec<Arc<OutgoingRule>>,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Sandbox {
+            timeout: DEFAULT_TIMEOUT,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            env: Vec::new(),
+            dirs: Vec::new(),
+            outgoing: Vec::new(),
+        }
+    }
+}
+
+impl Sandbox {
+    /// The environment with later duplicates winning, in first-set order.
+    pub fn environment(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = Vec::with_capacity(self.env.len());
+        for (name, value) in &self.env {
+            match env.iter_mut().find(|(n, _)| n == name) {
+                Some(entry) => entry.1 = value.clone(),
+                None => env.push((name.clone(), value.clone())),
+            }
+        }
+        env
+    }
+}
+
+/// A host directory a guest may open, under the path it sees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirGrant {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// Where the guest finds it.
+    pub guest: String,
+    /// No creating, writing, renaming or removing.
+    pub read_only: bool,
+}
+
+/// Enforces `WasmMemoryLimit` and the table limit on one store, and
+/// remembers whether the guest ran into the memory limit, so that the log
+/// line can say why its allocation failed.
+pub struct MemoryLimiter {
+    memory_limit: usize,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl MemoryLimiter {
+    /// A limiter for `memory_limit` bytes per memory; `exceeded` is set when
+    /// a growth is refused.
+    pub fn new(memory_limit: usize, exceeded: Arc<AtomicBool>) -> Self {
+        MemoryLimiter {
+            memory_limit,
+            exceeded,
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.exceeded.store(true, Ordering::Relaxed);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_environment_entries_win() {
+        let sandbox = Sandbox {
+            env: vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "2".into()),
+                ("A".into(), "3".into()),
+            ],
+            ..Sandbox::default()
+        };
+        assert_eq!(
+            sandbox.environment(),
+            vec![("A".into(), "3".into()), ("B".into(), "2".into())]
+        );
+    }
+
+    #[test]
+    fn the_memory_limit_refuses_growth_beyond_it() {
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let mut limiter = MemoryLimiter::new(1 << 20, exceeded.clone());
+        assert!(limiter.memory_growing(0, 1 << 20, None).unwrap());
+        assert!(!exceeded.load(Ordering::Relaxed));
+        assert!(!limiter.memory_growing(1 << 20, 2 << 20, None).unwrap());
+        assert!(exceeded.load(Ordering::Relaxed));
+    }
+}

@@ -1,0 +1,95 @@
+"""The site the limit and capability tests talk to, and its fixture (named
+`apache`, so that conftest's error-log check applies to it)."""
+
+import os
+
+import pytest
+
+from apache import Apache
+from conftest import MPMS
+
+SANDBOX_SITE = """
+<Location /hello>
+    SetHandler wasm-handler
+    WasmComponent {hello}
+</Location>
+
+# Nothing granted, default memory limit, a short timeout for the tests.
+<Location /t>
+    SetHandler wasm-handler
+    WasmComponent {guest}
+    WasmTimeout 3
+</Location>
+
+<Location /short>
+    SetHandler wasm-handler
+    WasmComponent {guest}
+    WasmTimeout 0.5
+</Location>
+
+<Location /small>
+    SetHandler wasm-handler
+    WasmComponent {guest}
+    WasmMemoryLimit 16M
+</Location>
+
+<Location /env>
+    SetHandler wasm-handler
+    WasmComponent {guest}
+    WasmEnv GREETING hello
+    WasmEnv SHARED parent
+</Location>
+
+# Appends to /env; its SHARED wins.
+<Location /env/nested>
+    WasmEnv SHARED child
+    WasmEnv EXTRA 1
+</Location>
+
+<Location /files>
+    SetHandler wasm-handler
+    WasmComponent {guest}
+    WasmMapDir /data {dir}/data ro
+    WasmMapDir /scratch {dir}/scratch
+    WasmDir {dir}/same ro
+</Location>
+
+<Location /out>
+    SetHandler wasm-handler
+    WasmComponent {guest}
+    WasmAllowOutgoing http://127.0.0.1:{port} http://localhost:{port}
+    WasmAllowOutgoing https://127.0.0.1:*
+</Location>
+
+# A wildcard reaches public addresses only.
+<Location /wild>
+    SetHandler wasm-handler
+    WasmComponent {guest}
+    WasmAllowOutgoing *://*:*
+</Location>
+"""
+
+
+def prepare(server):
+    """The directories SANDBOX_SITE grants, plus a secret beside them."""
+    root = server.dir
+    for name in ("data", "scratch", "same"):
+        (root / name).mkdir()
+    (root / "data" / "hello.txt").write_text("hello from data\n")
+    (root / "same" / "x.txt").write_text("same path\n")
+    (root / "secret.txt").write_text("secret\n")
+    (root / "data" / "link").symlink_to(root / "secret.txt")
+    (root / "data" / "uplink").symlink_to("../secret.txt")
+    # The children run as www-data when the tests run as root.
+    os.chmod(root / "scratch", 0o777)
+
+
+@pytest.fixture(scope="module", params=MPMS)
+def apache(request):
+    server = Apache(SANDBOX_SITE, mpm=request.param, name=f"sandbox-{request.param}")
+    try:
+        prepare(server)
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
