@@ -338,17 +338,21 @@ static mw_sandbox sandbox_of(const mw_dir_config *conf)
  * this process's memory. */
 static int take_instance(request_rec *r, const mw_dir_config *conf)
 {
+    apr_uint32_t in_use;
+
     if (conf->max_instances <= 0 || !conf->in_use) {
         return OK;
     }
-    if (apr_atomic_inc32(conf->in_use) >= (apr_uint32_t)conf->max_instances) {
-        apr_atomic_dec32(conf->in_use);
-        apr_table_setn(r->err_headers_out, "Retry-After", "1");
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      "MW00021: WasmMaxInstances %d reached for %s (%s); answering 503",
-                      conf->max_instances, r->uri, conf->component_where);
-        return HTTP_SERVICE_UNAVAILABLE;
-    }
+    do {
+        in_use = apr_atomic_read32(conf->in_use);
+        if (in_use >= (apr_uint32_t)conf->max_instances) {
+            apr_table_setn(r->err_headers_out, "Retry-After", "1");
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                          "MW00021: WasmMaxInstances %d reached for %s (%s); answering 503",
+                          conf->max_instances, r->uri, conf->component_where);
+            return HTTP_SERVICE_UNAVAILABLE;
+        }
+    } while (apr_atomic_cas32(conf->in_use, in_use + 1, in_use) != in_use);
     return OK;
 }
 

@@ -36,21 +36,26 @@ void *mw_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
 {
     const mw_dir_config *base = base_conf, *add = add_conf;
     mw_dir_config *conf = apr_pcalloc(p, sizeof(*conf));
-    /* The component, the description of its directive and its instance
-     * count travel together. */
+    /* The component and the description of its directive travel together,
+     * as do an instance cap and the count of the section that set it. */
     if (add->component) {
         conf->component = add->component;
         conf->component_where = add->component_where;
-        conf->in_use = add->in_use;
     }
     else {
         conf->component = base->component;
         conf->component_where = base->component_where;
+    }
+    if (add->max_instances) {
+        conf->max_instances = add->max_instances;
+        conf->in_use = add->in_use;
+    }
+    else {
+        conf->max_instances = base->max_instances;
         conf->in_use = base->in_use;
     }
     conf->timeout_ms = add->timeout_ms ? add->timeout_ms : base->timeout_ms;
     conf->memory_limit = add->memory_limit ? add->memory_limit : base->memory_limit;
-    conf->max_instances = add->max_instances ? add->max_instances : base->max_instances;
     conf->env = apr_array_append(p, base->env, add->env);
     conf->dirs = apr_array_append(p, base->dirs, add->dirs);
     conf->outgoing = apr_array_append(p, base->outgoing, add->outgoing);
@@ -102,7 +107,6 @@ static const char *set_component(cmd_parms *cmd, void *dir_conf, const char *arg
     conf->component_where = apr_psprintf(cmd->pool, "%s %s in %s at %s:%d", cmd->cmd->name, path,
                                          section_of(cmd), cmd->directive->filename,
                                          cmd->directive->line_num);
-    conf->in_use = apr_pcalloc(cmd->pool, sizeof(*conf->in_use));
     return NULL;
 }
 
@@ -145,8 +149,9 @@ static const char *set_memory_limit(cmd_parms *cmd, void *dir_conf, const char *
     return NULL;
 }
 
-/* WasmMaxInstances <n>: at most n simultaneous requests of the location's
- * component per child process. */
+/* WasmMaxInstances <n>: at most n simultaneous requests of this section
+ * (nested sections included, unless they set their own cap) per child
+ * process. The count belongs to this directive. */
 static const char *set_max_instances(cmd_parms *cmd, void *dir_conf, const char *arg)
 {
     mw_dir_config *conf = dir_conf;
@@ -157,6 +162,7 @@ static const char *set_max_instances(cmd_parms *cmd, void *dir_conf, const char 
                             cmd->cmd->name, arg);
     }
     conf->max_instances = (int)n;
+    conf->in_use = apr_pcalloc(cmd->pool, sizeof(*conf->in_use));
     return NULL;
 }
 
@@ -256,8 +262,8 @@ const command_rec mw_directives[] = {
                   "the size each linear memory of a guest may reach, e.g. 64M "
                   "(default 128M)"),
     AP_INIT_TAKE1("WasmMaxInstances", set_max_instances, NULL, RSRC_CONF | ACCESS_CONF,
-                  "simultaneous instances of the component per child process; more "
-                  "requests get 503 (default: no cap)"),
+                  "simultaneous requests of this section per child process; more "
+                  "get 503 (default: no cap)"),
     AP_INIT_TAKE2("WasmEnv", add_env, NULL, RSRC_CONF | ACCESS_CONF,
                   "an environment variable for the guest: name and value"),
     AP_INIT_TAKE12("WasmDir", add_same_dir, NULL, RSRC_CONF | ACCESS_CONF,

@@ -26,11 +26,12 @@ typedef struct {
     const mw_component *component; /* compiled WasmComponent, or NULL      */
     const char *component_where;   /* "WasmComponent <path> in <section> at
                                     * <file>:<line>", for log lines         */
-    apr_uint32_t *in_use;          /* instances of that WasmComponent
-                                    * serving now in this child process     */
     apr_uint64_t timeout_ms;       /* WasmTimeout                           */
     apr_uint64_t memory_limit;     /* WasmMemoryLimit, bytes per memory     */
     int max_instances;             /* WasmMaxInstances                      */
+    apr_uint32_t *in_use;          /* requests of the section that set
+                                    * WasmMaxInstances being served now in
+                                    * this child process                    */
     apr_array_header_t *env;       /* WasmEnv: mw_header                    */
     apr_array_header_t *dirs;      /* WasmDir, WasmMapDir: mw_dir           */
     apr_array_header_t *outgoing;  /* WasmAllowOutgoing:

@@ -43,6 +43,10 @@ fn run<F: Future>(future: F) -> std::io::Result<F::Output> {
             None => Builder::new_current_thread()
                 .enable_all()
                 .event_interval(1)
+                // Only DNS lookups of outgoing requests use the blocking
+                // pool (file operations run inline); a few threads bound what
+                // one worker thread can start.
+                .max_blocking_threads(2)
                 .build()?,
         };
         let output = runtime.block_on(future);

@@ -19,6 +19,14 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 128 << 20;
 /// below it, and it stops a guest from using tables to exhaust host memory.
 pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
+/// Resources (streams, pollables, header fields, ...) a guest may hold at
+/// once in the host. Real guests hold dozens.
+pub const MAX_RESOURCES: usize = 4096;
+
+/// Bytes of names and values one set of header fields may hold in the host
+/// (Apache itself accepts about 8 KiB per request header line).
+pub const MAX_FIELDS_SIZE: usize = 32 * 1024;
+
 /// The limits and grants of one request.
 #[derive(Clone)]
 pub struct Sandbox {

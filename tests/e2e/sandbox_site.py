@@ -21,6 +21,12 @@ SANDBOX_SITE = """
     WasmTimeout 3
 </Location>
 
+<Location /long>
+    SetHandler wasm-handler
+    WasmComponent {guest}
+    WasmTimeout 60
+</Location>
+
 <Location /short>
     SetHandler wasm-handler
     WasmComponent {guest}
@@ -59,6 +65,13 @@ SANDBOX_SITE = """
     WasmComponent {guest}
     WasmAllowOutgoing http://127.0.0.1:{port} http://localhost:{port}
     WasmAllowOutgoing https://127.0.0.1:*
+</Location>
+
+# A name alone reaches public addresses only, even localhost.
+<Location /named>
+    SetHandler wasm-handler
+    WasmComponent {guest}
+    WasmAllowOutgoing http://localhost:{port}
 </Location>
 
 # A wildcard reaches public addresses only.

@@ -74,6 +74,34 @@ def test_outgoing_requests_are_denied_without_a_rule(apache):
     assert "no WasmAllowOutgoing rule of this location matches" in denied[1], denied[1]
 
 
+def test_a_name_alone_does_not_reach_loopback(apache):
+    """Only an address or network rule opens loopback and private
+    addresses, whatever an allowed name resolves to."""
+    r = request(apache.port, "GET", f"/named/fetch?url=http://localhost:{apache.port}/hello")
+    assert r.status == 502 and r.body == b"error: ErrorCode::DestinationIpProhibited\n", r.body
+    lines = apache.wait_for_log("MW00018")
+    assert any("only a WasmAllowOutgoing rule naming the address" in line
+               for line in lines), lines
+
+
+def test_one_request_has_at_most_eight_outgoing_requests_open(apache):
+    url = f"http://127.0.0.1:{apache.port}/hello"
+    r = request(apache.port, "GET", f"/out/fetch-many?n=9&url={url}")
+    assert r.status == 200
+    assert r.body == b"answered 8\nerrors ErrorCode::ConnectionLimitReached\n", r.body
+    lines = apache.wait_for_log("MW00018")
+    assert any("8 are already open" in line for line in lines), lines
+
+
+def test_refusals_are_logged_up_to_ten_per_request(apache):
+    r = request(apache.port, "GET", "/t/fetch-many?n=30&url=http://192.0.2.1/")
+    assert r.body == b"answered 0\nerrors ErrorCode::HttpRequestDenied\n", r.body
+    lines = apache.wait_for_log("are not logged")
+    refused = [line for line in lines if "MW00018" in line]
+    assert len(refused) == 11, refused
+    assert "further refused outgoing requests of this request are not logged" in refused[-1]
+
+
 def test_a_wildcard_does_not_reach_loopback(apache):
     for host in ("127.0.0.1", "localhost", "[::1]"):
         r = request(apache.port, "GET", f"/wild/fetch?url=http://{host}:{apache.port}/hello")

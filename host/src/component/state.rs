@@ -3,7 +3,7 @@
 use super::GuestOutput;
 use crate::log::{LogKind, RequestLog, StreamLog};
 use crate::outgoing::OutgoingHooks;
-use crate::sandbox::{MemoryLimiter, Sandbox};
+use crate::sandbox::{MAX_FIELDS_SIZE, MAX_RESOURCES, MemoryLimiter, Sandbox};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use wasmtime::component::ResourceTable;
@@ -66,10 +66,17 @@ impl RequestState {
                     )
                 })?;
         }
+        // Host-side state the guest creates is bounded too, or a guest under
+        // a small WasmMemoryLimit could still fill the host's memory with
+        // resources and header fields.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_FIELDS_SIZE);
         Ok(RequestState {
             wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            http,
+            table,
             hooks: OutgoingHooks::new(sandbox.outgoing.clone(), log),
             limiter: MemoryLimiter::new(sandbox.memory_limit, memory_exceeded),
         })

@@ -31,15 +31,32 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || a >= 240) // reserved
 }
 
+/// Global unicast (2000::/3) only, without the special blocks inside it;
+/// for the blocks that embed an IPv4 address (6to4, NAT64) that address
+/// decides.
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00 // unique local
-        || (first & 0xffc0) == 0xfe80 // link-local
-        || (first == 0x2001 && ip.segments()[1] == 0x0db8) // documentation
-        || (first == 0x0064 && ip.segments()[1] == 0xff9b)) // NAT64 (maps to v4)
+    let s = ip.segments();
+    if s[0] == 0x0064 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+        // NAT64 (64:ff9b::/96): the IPv4 address it stands for.
+        let [.., a, b, c, d] = ip.octets();
+        return is_public_v4(Ipv4Addr::new(a, b, c, d));
+    }
+    if s[0] & 0xe000 != 0x2000 {
+        return false; // not global unicast: loopback, ULA, link-local, ...
+    }
+    if s[0] == 0x2002 {
+        // 6to4 (2002::/16): the embedded IPv4 address.
+        let o = ip.octets();
+        return is_public_v4(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
+    }
+    // 2001::/23: IETF protocol assignments (Teredo, benchmarking, ORCHID);
+    // 2001:db8::/32: documentation; 3fff::/20: documentation.
+    let special = match s[0] {
+        0x2001 => s[1] < 0x0200 || s[1] == 0x0db8,
+        0x3fff => s[1] < 0x1000,
+        _ => false,
+    };
+    !special
 }
 
 #[cfg(test)]
@@ -63,6 +80,13 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "2002:7f00:1::1",
+            "64:ff9b::a00:1",
+            "2001::1",
+            "2001:db8::1",
+            "fec0::1",
+            "100::1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }

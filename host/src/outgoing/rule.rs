@@ -7,6 +7,12 @@
 //!   `[fd00::/8]`.
 //! * port: a number or `*`; omitted means the scheme's default port (80 for
 //!   http, 443 for https).
+//!
+//! Host names and `*` say which names a guest may ask for, and reach public
+//! addresses only. Addresses and networks say which addresses may be
+//! reached, and are the only way to reach a loopback or private one: a name
+//! that an allowed DNS record points at 127.0.0.1 does not open the server's
+//! own network.
 
 use std::net::IpAddr;
 
@@ -52,15 +58,6 @@ pub enum Target {
     Name(String),
     /// An address literal.
     Ip(IpAddr),
-}
-
-/// How a rule admits a destination.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admission {
-    /// Named exactly (by name or address): any address it resolves to.
-    Explicit,
-    /// By a wildcard: public addresses only.
-    PublicOnly,
 }
 
 impl OutgoingRule {
@@ -131,9 +128,33 @@ impl OutgoingRule {
         &self.text
     }
 
-    /// Whether this rule covers a request to `target` on `port` (`https`
-    /// tells the scheme), and how.
-    pub fn admits(&self, https: bool, target: &Target, port: u16) -> Option<Admission> {
+    /// Whether this rule lets a guest ask for `target` on `port` (`https`
+    /// tells the scheme): `*`, `*.suffix` and exact names. What it reaches
+    /// is then public addresses only.
+    pub fn matches_name(&self, https: bool, target: &Target, port: u16) -> bool {
+        if !self.scheme_and_port_match(https, port) {
+            return false;
+        }
+        match (&self.host, target) {
+            (HostRule::Any, _) => true,
+            (HostRule::Below(suffix), Target::Name(name)) => name.ends_with(suffix.as_str()),
+            (HostRule::Name(rule), Target::Name(name)) => rule == name,
+            _ => false,
+        }
+    }
+
+    /// Whether this rule is an address or network rule containing `ip`:
+    /// such rules reach any address they name, private ones included.
+    pub fn covers(&self, https: bool, ip: IpAddr, port: u16) -> bool {
+        match self.host {
+            HostRule::Net { network, prefix } => {
+                self.scheme_and_port_match(https, port) && in_network(ip, network, prefix)
+            }
+            _ => false,
+        }
+    }
+
+    fn scheme_and_port_match(&self, https: bool, port: u16) -> bool {
         let scheme_ok = match self.scheme {
             SchemeRule::Any => true,
             SchemeRule::Http => !https,
@@ -144,22 +165,7 @@ impl OutgoingRule {
             PortRule::Exact(p) => p == port,
             PortRule::Default => port == if https { 443 } else { 80 },
         };
-        if !scheme_ok || !port_ok {
-            return None;
-        }
-        match (&self.host, target) {
-            (HostRule::Any, _) => Some(Admission::PublicOnly),
-            (HostRule::Below(suffix), Target::Name(name)) if name.ends_with(suffix.as_str()) => {
-                Some(Admission::PublicOnly)
-            }
-            (HostRule::Name(rule), Target::Name(name)) if rule == name => Some(Admission::Explicit),
-            (HostRule::Net { network, prefix }, Target::Ip(ip))
-                if in_network(*ip, *network, *prefix) =>
-            {
-                Some(Admission::Explicit)
-            }
-            _ => None,
-        }
+        scheme_ok && port_ok
     }
 }
 
@@ -257,52 +263,47 @@ mod tests {
         Target::Ip(a.parse().unwrap())
     }
 
-    #[test]
-    fn exact_names_are_explicit_and_wildcards_public_only() {
-        let exact = OutgoingRule::parse("https://API.example.com.").unwrap();
-        assert_eq!(
-            exact.admits(true, &name("api.example.com"), 443),
-            Some(Admission::Explicit)
-        );
-        assert_eq!(exact.admits(false, &name("api.example.com"), 80), None);
-        assert_eq!(exact.admits(true, &name("api.example.com"), 8443), None);
-
-        let below = OutgoingRule::parse("*.example.com:*").unwrap();
-        assert_eq!(
-            below.admits(false, &name("a.b.example.com"), 8080),
-            Some(Admission::PublicOnly)
-        );
-        assert_eq!(below.admits(true, &name("example.com"), 443), None);
-        assert_eq!(below.admits(true, &name("badexample.com"), 443), None);
-
-        let any = OutgoingRule::parse("http://*").unwrap();
-        assert_eq!(
-            any.admits(false, &ip("127.0.0.1"), 80),
-            Some(Admission::PublicOnly)
-        );
-        assert_eq!(any.admits(true, &ip("127.0.0.1"), 443), None);
+    fn ip_addr(a: &str) -> IpAddr {
+        a.parse().unwrap()
     }
 
     #[test]
-    fn addresses_and_networks() {
+    fn names_and_wildcards_match_names() {
+        let exact = OutgoingRule::parse("https://API.example.com.").unwrap();
+        assert!(exact.matches_name(true, &name("api.example.com"), 443));
+        assert!(!exact.matches_name(false, &name("api.example.com"), 80));
+        assert!(!exact.matches_name(true, &name("api.example.com"), 8443));
+        assert!(!exact.covers(true, ip_addr("93.184.216.34"), 443));
+
+        let below = OutgoingRule::parse("*.example.com:*").unwrap();
+        assert!(below.matches_name(false, &name("a.b.example.com"), 8080));
+        assert!(!below.matches_name(true, &name("example.com"), 443));
+        assert!(!below.matches_name(true, &name("badexample.com"), 443));
+
+        let any = OutgoingRule::parse("http://*").unwrap();
+        assert!(any.matches_name(false, &ip("127.0.0.1"), 80));
+        assert!(!any.matches_name(true, &ip("127.0.0.1"), 443));
+        assert!(!any.covers(false, ip_addr("127.0.0.1"), 80));
+    }
+
+    #[test]
+    fn addresses_and_networks_cover_addresses() {
         let loopback = OutgoingRule::parse("http://127.0.0.1:8080").unwrap();
-        assert_eq!(
-            loopback.admits(false, &ip("127.0.0.1"), 8080),
-            Some(Admission::Explicit)
-        );
-        assert_eq!(loopback.admits(false, &ip("127.0.0.2"), 8080), None);
-        assert_eq!(loopback.admits(false, &name("localhost"), 8080), None);
+        assert!(loopback.covers(false, ip_addr("127.0.0.1"), 8080));
+        assert!(!loopback.covers(false, ip_addr("127.0.0.2"), 8080));
+        assert!(!loopback.covers(true, ip_addr("127.0.0.1"), 8080));
+        assert!(!loopback.matches_name(false, &name("localhost"), 8080));
 
         let net = OutgoingRule::parse("10.0.0.0/8:*").unwrap();
-        assert!(net.admits(true, &ip("10.200.1.1"), 1).is_some());
-        assert!(net.admits(true, &ip("11.0.0.1"), 1).is_none());
+        assert!(net.covers(true, ip_addr("10.200.1.1"), 1));
+        assert!(!net.covers(true, ip_addr("11.0.0.1"), 1));
 
         let v6 = OutgoingRule::parse("[fd00::/8]:443").unwrap();
-        assert!(v6.admits(true, &ip("fd12::1"), 443).is_some());
-        assert!(v6.admits(true, &ip("fe80::1"), 443).is_none());
+        assert!(v6.covers(true, ip_addr("fd12::1"), 443));
+        assert!(!v6.covers(true, ip_addr("fe80::1"), 443));
 
         let any_net = OutgoingRule::parse("0.0.0.0/0:*").unwrap();
-        assert!(any_net.admits(false, &ip("192.168.0.1"), 5).is_some());
+        assert!(any_net.covers(false, ip_addr("192.168.0.1"), 5));
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //! address, connect to a checked one, TLS for https, then HTTP/1.1.
 
 use super::is_public;
-use super::rule::{Admission, OutgoingRule, Target};
+use super::rule::{OutgoingRule, Target};
 use crate::log::{LogKind, RequestLog};
 use http::uri::Scheme;
 use http_body_util::BodyExt;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 use std::time::Duration;
@@ -20,6 +21,14 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 /// less. Everything is also bounded by the request's `WasmTimeout`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Outgoing requests one request may have open at once; more are refused
+/// with `connection-limit-reached`, so that a guest cannot use up the
+/// child's sockets.
+pub const MAX_OPEN: usize = 8;
+
+/// Refusals logged per request; one more line says the rest are not.
+pub const MAX_LOGGED_REFUSALS: usize = 10;
+
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 type Sent = Result<(http::Response<WasiBody>, IoFuture), Error>;
 
@@ -28,13 +37,51 @@ type Sent = Result<(http::Response<WasiBody>, IoFuture), Error>;
 pub struct OutgoingHooks {
     rules: Vec<Arc<OutgoingRule>>,
     log: Arc<dyn RequestLog>,
+    open: Arc<AtomicUsize>,
+    refusals: Arc<AtomicUsize>,
 }
 
 impl OutgoingHooks {
     /// Hooks allowing what `rules` allow (nothing when empty); refusals are
     /// logged to `log`.
     pub fn new(rules: Vec<Arc<OutgoingRule>>, log: Arc<dyn RequestLog>) -> Self {
-        OutgoingHooks { rules, log }
+        OutgoingHooks {
+            rules,
+            log,
+            open: Arc::default(),
+            refusals: Arc::default(),
+        }
+    }
+}
+
+/// One of the request's [`MAX_OPEN`] outgoing slots, released on drop.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(open: &Arc<AtomicUsize>) -> Option<Slot> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < MAX_OPEN).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Slot(open.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Logs a refusal, up to [`MAX_LOGGED_REFUSALS`] per request.
+fn log_refusal(log: &dyn RequestLog, refusals: &AtomicUsize, text: &str) {
+    match refusals.fetch_add(1, Ordering::Relaxed) {
+        n if n < MAX_LOGGED_REFUSALS => log.log(LogKind::OutgoingDenied, text.as_bytes()),
+        MAX_LOGGED_REFUSALS => log.log(
+            LogKind::OutgoingDenied,
+            b"further refused outgoing requests of this request are not logged",
+        ),
+        _ => {}
     }
 }
 
@@ -47,14 +94,34 @@ impl WasiHttpHooks for OutgoingHooks {
     ) -> Box<dyn Future<Output = Sent> + Send> {
         let rules = self.rules.clone();
         let log = self.log.clone();
+        let refusals = self.refusals.clone();
+        let destination = request.uri().to_string();
+        // The rules first: a denied request takes no slot.
+        let checked = check(&rules, request.uri()).and_then(|checked| {
+            let slot = Slot::take(&self.open)
+                .ok_or_else(|| Refusal::Limited(format!("{MAX_OPEN} are already open")))?;
+            Ok((checked, slot))
+        });
         Box::new(async move {
-            let destination = request.uri().to_string();
-            let result = send(&rules, request, options).await;
-            if let Err(Refusal::Denied(why)) | Err(Refusal::Prohibited(why)) = &result {
-                let text = format!("outgoing request to {destination} denied: {why}");
-                log.log(LogKind::OutgoingDenied, text.as_bytes());
+            let result = match checked {
+                Ok((checked, slot)) => send(&rules, checked, request, options)
+                    .await
+                    .map(|(response, io)| (response, io, slot)),
+                Err(refusal) => Err(refusal),
+            };
+            if let Err(Refusal::Denied(why) | Refusal::Prohibited(why) | Refusal::Limited(why)) =
+                &result
+            {
+                let text = format!("outgoing request to {destination} refused: {why}");
+                log_refusal(&*log, &refusals, &text);
             }
-            result.map_err(Refusal::into_error)
+            let (response, io, slot) = result.map_err(Refusal::into_error)?;
+            // The slot is held until the connection is done with.
+            let io: IoFuture = Box::new(async move {
+                let _slot = slot;
+                Box::into_pin(io).await
+            });
+            Ok((response, io))
         })
     }
 }
@@ -66,6 +133,8 @@ enum Refusal {
     /// Rules allow the name, but only for public addresses, and it resolves
     /// to none.
     Prohibited(String),
+    /// The request already has [`MAX_OPEN`] outgoing requests open.
+    Limited(String),
     /// Allowed, but it failed (DNS, connect, TLS, HTTP).
     Failed(Error),
 }
@@ -75,6 +144,7 @@ impl Refusal {
         match self {
             Refusal::Denied(_) => Error::HttpRequestDenied,
             Refusal::Prohibited(_) => Error::DestinationIpProhibited,
+            Refusal::Limited(_) => Error::ConnectionLimitReached,
             Refusal::Failed(error) => error,
         }
     }
@@ -86,12 +156,19 @@ impl From<Error> for Refusal {
     }
 }
 
-async fn send(
-    rules: &[Arc<OutgoingRule>],
-    mut request: http::Request<WasiBody>,
-    options: Option<RequestOptions>,
-) -> Result<(http::Response<WasiBody>, IoFuture), Refusal> {
-    let uri = request.uri().clone();
+/// A destination the rules let the guest ask for.
+struct Checked {
+    https: bool,
+    target: Target,
+    port: u16,
+    /// A name rule matched: public addresses may be reached.
+    named: bool,
+}
+
+/// Whether the rules let the guest ask for `uri` at all. Names are checked
+/// before any DNS lookup, so that a guest cannot use lookups of names nobody
+/// allowed as a channel.
+fn check(rules: &[Arc<OutgoingRule>], uri: &http::Uri) -> Result<Checked, Refusal> {
     let https = match uri.scheme() {
         Some(scheme) if *scheme == Scheme::HTTPS => true,
         Some(scheme) if *scheme == Scheme::HTTP => false,
@@ -100,19 +177,42 @@ async fn send(
     let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let target = Target::from_uri_host(host).map_err(|_| Error::HttpRequestUriInvalid)?;
-
-    let admission = rules
+    let named = rules
         .iter()
-        .filter_map(|rule| rule.admits(https, &target, port))
-        .max_by_key(|admission| *admission == Admission::Explicit);
-    let Some(admission) = admission else {
+        .any(|rule| rule.matches_name(https, &target, port));
+    let asked_for = match &target {
+        Target::Name(_) => named,
+        Target::Ip(ip) => named || rules.iter().any(|rule| rule.covers(https, *ip, port)),
+    };
+    if !asked_for {
         return Err(Refusal::Denied(if rules.is_empty() {
             "this location allows no outgoing requests (WasmAllowOutgoing)".into()
         } else {
             "no WasmAllowOutgoing rule of this location matches".into()
         }));
-    };
+    }
+    Ok(Checked {
+        https,
+        target,
+        port,
+        named,
+    })
+}
 
+async fn send(
+    rules: &[Arc<OutgoingRule>],
+    checked: Checked,
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> Result<(http::Response<WasiBody>, IoFuture), Refusal> {
+    let Checked {
+        https,
+        target,
+        port,
+        named,
+    } = checked;
+    let uri = request.uri().clone();
+    let covered = |ip| rules.iter().any(|rule| rule.covers(https, ip, port));
     let options = options.unwrap_or_default();
     let connect_timeout = options
         .connect_timeout
@@ -121,12 +221,12 @@ async fn send(
     let allowed: Vec<SocketAddr> = addresses
         .iter()
         .copied()
-        .filter(|a| admission == Admission::Explicit || is_public(a.ip()))
+        .filter(|a| covered(a.ip()) || (named && is_public(a.ip())))
         .collect();
     if allowed.is_empty() {
         return Err(Refusal::Prohibited(format!(
-            "it resolves only to non-public addresses ({}), which a wildcard rule does not \
-             reach; list the host or address explicitly",
+            "it resolves only to non-public addresses ({}), which only a WasmAllowOutgoing \
+             rule naming the address or its network reaches",
             addresses
                 .iter()
                 .map(|a| a.ip().to_string())

@@ -56,6 +56,7 @@ impl wasi::exports::http::incoming_handler::Guest for TestGuest {
             "read" => read_file(query, out),
             "write" => write_file(query, out),
             "fetch" => fetch(query, out),
+            "fetch-many" => fetch_many(query, out),
             "socket" => socket(query, out),
             "stdout" => {
                 println!("a line on stdout");

@@ -108,7 +108,51 @@ pub fn fetch(query: &str, out: ResponseOutparam) {
     }
 }
 
+/// Starts `n` GETs of `url` at once, then waits for them all: how many got
+/// a response, and the error codes of the others.
+pub fn fetch_many(query: &str, out: ResponseOutparam) {
+    let url = query_value(query, "url").unwrap_or("");
+    let n: usize = query_value(query, "n")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let pending: Vec<_> = (0..n).map(|_| start_get(url)).collect();
+    let (mut answered, mut errors) = (0, Vec::new());
+    for future in pending {
+        match future.and_then(|f| wait(&f)) {
+            Ok(_) => answered += 1,
+            Err(why) => errors.push(why),
+        }
+    }
+    errors.sort();
+    errors.dedup();
+    let text = format!("answered {answered}\nerrors {}\n", errors.join(" "));
+    respond(out, 200, &[], text.as_bytes());
+}
+
 fn get(url: &str) -> Result<(u16, Vec<u8>), String> {
+    let response = wait(&start_get(url)?)?;
+    let status = response.status();
+    let body = response.consume().map_err(|()| "body")?;
+    let stream = body.stream().map_err(|()| "stream")?;
+    let mut bytes = Vec::new();
+    while let Ok(piece) = stream.blocking_read(65536) {
+        bytes.extend_from_slice(&piece);
+    }
+    Ok((status, bytes))
+}
+
+fn wait(
+    pending: &wasi::http::types::FutureIncomingResponse,
+) -> Result<wasi::http::types::IncomingResponse, String> {
+    pending.subscribe().block();
+    pending
+        .get()
+        .ok_or("no response")?
+        .map_err(|()| "taken")?
+        .map_err(|e| format!("{e:?}"))
+}
+
+fn start_get(url: &str) -> Result<wasi::http::types::FutureIncomingResponse, String> {
     let (scheme, rest) = url.split_once("://").ok_or("no scheme")?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -126,22 +170,7 @@ fn get(url: &str) -> Result<(u16, Vec<u8>), String> {
     request
         .set_path_with_query(Some(path))
         .map_err(|()| "path")?;
-    let pending =
-        wasi::http::outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
-    pending.subscribe().block();
-    let response = pending
-        .get()
-        .ok_or("no response")?
-        .map_err(|()| "taken")?
-        .map_err(|e| format!("{e:?}"))?;
-    let status = response.status();
-    let body = response.consume().map_err(|()| "body")?;
-    let stream = body.stream().map_err(|()| "stream")?;
-    let mut bytes = Vec::new();
-    while let Ok(piece) = stream.blocking_read(65536) {
-        bytes.extend_from_slice(&piece);
-    }
-    Ok((status, bytes))
+    wasi::http::outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))
 }
 
 /// Tries a TCP connection to 127.0.0.1:`port` and a name lookup through
