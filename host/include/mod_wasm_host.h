@@ -16,12 +16,36 @@
 // default thread stack, which is what Apache's own code expects.
 #define DEFAULT_ASYNC_STACK_SIZE (8 << 20)
 
+// Outgoing requests one request may have open at once; more are refused
+// with `connection-limit-reached`, so that a guest cannot use up the
+// child's sockets.
+#define MAX_OPEN 8
+
+// Refusals logged per request; one more line says the rest are not.
+#define MAX_LOGGED_REFUSALS 10
+
+// The most lookups in flight per process.
+#define MAX_LOOKUPS 16
+
 // `WasmMemoryLimit` when none is configured: per linear memory.
 #define DEFAULT_MEMORY_LIMIT (128 << 20)
 
 // Elements a table may grow to. Not configurable: real components stay far
 // below it, and it stops a guest from using tables to exhaust host memory.
 #define MAX_TABLE_ELEMENTS (1 << 20)
+
+// Resources (streams, pollables, header fields, ...) a guest may hold at
+// once in the host. Real guests hold dozens.
+#define MAX_RESOURCES 1024
+
+// The largest single write to an outgoing body (the response's, or an
+// outgoing request's) the host buffers: with [`MAX_RESOURCES`] it bounds
+// what unsent bodies can pin in the host.
+#define MAX_BODY_CHUNK (64 * 1024)
+
+// Bytes of names and values one set of header fields may hold in the host
+// (Apache itself accepts about 8 KiB per request header line).
+#define MAX_FIELDS_SIZE (32 * 1024)
 
 // What a call returns.
 enum mw_result

@@ -21,7 +21,12 @@ pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 /// Resources (streams, pollables, header fields, ...) a guest may hold at
 /// once in the host. Real guests hold dozens.
-pub const MAX_RESOURCES: usize = 4096;
+pub const MAX_RESOURCES: usize = 1024;
+
+/// The largest single write to an outgoing body (the response's, or an
+/// outgoing request's) the host buffers: with [`MAX_RESOURCES`] it bounds
+/// what unsent bodies can pin in the host.
+pub const MAX_BODY_CHUNK: usize = 64 * 1024;
 
 /// Bytes of names and values one set of header fields may hold in the host
 /// (Apache itself accepts about 8 KiB per request header line).

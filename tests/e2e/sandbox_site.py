@@ -27,6 +27,12 @@ SANDBOX_SITE = """
     WasmTimeout 60
 </Location>
 
+<Location /medium>
+    SetHandler wasm-handler
+    WasmComponent {guest}
+    WasmTimeout 5
+</Location>
+
 <Location /short>
     SetHandler wasm-handler
     WasmComponent {guest}

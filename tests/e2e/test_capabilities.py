@@ -113,7 +113,8 @@ def test_a_wildcard_does_not_reach_loopback(apache):
 def test_a_failed_tls_handshake_is_an_error_code_not_a_trap(apache):
     # Allowed, but this port speaks plain HTTP.
     r = request(apache.port, "GET", f"/out/fetch?url=https://127.0.0.1:{apache.port}/")
-    assert r.status == 502 and r.body.startswith(b"error: "), r.body
+    assert r.status == 502 and r.body == b"error: ErrorCode::TlsProtocolError\n", r.body
+    assert not any("MW00018" in line for line in apache.peek_log())
 
 
 def test_sockets_are_denied(apache):

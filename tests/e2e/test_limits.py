@@ -46,7 +46,7 @@ def test_a_guest_waiting_in_the_host_is_stopped_with_504(apache):
 
 
 def test_a_guest_within_its_timeout_finishes(apache):
-    r = request(apache.port, "GET", "/short/sleep?ms=100")
+    r = request(apache.port, "GET", "/medium/sleep?ms=100")
     assert r.status == 200 and r.body == b"slept\n"
 
 
@@ -54,7 +54,7 @@ def test_a_guest_within_its_timeout_finishes(apache):
 def test_a_timeout_after_the_head_cuts_the_response(apache):
     children = apache.children()
     with Connection(apache.port) as conn:
-        r = conn.request("GET", "/short/spin-after-head")
+        r = conn.request("GET", "/t/spin-after-head")
     assert r.status == 200
     assert not r.complete and r.body == b"partial"
     line = next(l for l in apache.wait_for_log("MW00014") if "MW00014" in l)
@@ -118,11 +118,13 @@ def test_a_client_that_leaves_mid_stream_stops_the_guest(apache):
     # timeout; the host must stop it as soon as the client is gone (MW00013
     # is logged when the guest has stopped).
     for _ in range(6):
-        sock = socket.create_connection(("127.0.0.1", apache.port))
+        sock = socket.create_connection(("127.0.0.1", apache.port), timeout=10)
         sock.sendall(b"GET /long/endless HTTP/1.1\r\nHost: x\r\n\r\n")
         received = 0
         while received < 256 * 1024:
-            received += len(sock.recv(65536))
+            piece = sock.recv(65536)
+            assert piece, "the stream ended early"
+            received += len(piece)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
         sock.close()  # with linger 0: a reset, at once
     deadline = time.monotonic() + 15
@@ -157,20 +159,26 @@ def test_a_full_location_answers_503_with_retry_after():
     try:
         prepare(server)
         server.start()
-        holder = threading.Thread(
-            target=lambda: request(server.port, "GET", "/one/sleep?ms=1500"))
+        held = {}
+        holder = threading.Thread(target=lambda: held.update(
+            r=request(server.port, "GET", "/one/sleep?ms=4000")))
         holder.start()
-        time.sleep(0.5)
         try:
-            for target in ("/one/echo", "/one/nested/echo"):
-                r = request(server.port, "GET", target)
-                assert r.status == 503 and r.header("retry-after") == b"1"
+            # Until the holder's guest has its slot, /one still answers.
+            deadline = time.monotonic() + 3
+            while (r := request(server.port, "GET", "/one/echo")).status != 503:
+                assert time.monotonic() < deadline, "the holder never took the slot"
+                time.sleep(0.05)
+            assert r.header("retry-after") == b"1"
+            r = request(server.port, "GET", "/one/nested/echo")
+            assert r.status == 503 and r.header("retry-after") == b"1"
             # Other locations, and a nested one with its own cap, are not
             # limited by /one's.
             assert request(server.port, "GET", "/one/own/echo").status == 200
             assert request(server.port, "GET", "/t/echo").status == 200
         finally:
             holder.join()
+        assert held["r"].status == 200 and held["r"].body == b"slept\n"
         # The slot is free again.
         assert request(server.port, "GET", "/one/status?code=200").status == 200
         lines = server.new_log()

@@ -4,6 +4,7 @@
 use super::is_public;
 use super::rule::{OutgoingRule, Target};
 use crate::log::{LogKind, RequestLog};
+use crate::sandbox::MAX_BODY_CHUNK;
 use http::uri::Scheme;
 use http_body_util::BodyExt;
 use std::future::{Future, poll_fn};
@@ -54,6 +55,14 @@ impl OutgoingHooks {
     }
 }
 
+/// DNS lookups in flight in this process. A lookup cannot be cancelled (it
+/// runs `getaddrinfo` on a blocking thread), so this bounds what guests
+/// that give up on their lookups can leave queued.
+static LOOKUPS: AtomicUsize = AtomicUsize::new(0);
+
+/// The most lookups in flight per process.
+pub const MAX_LOOKUPS: usize = 16;
+
 /// One of the request's [`MAX_OPEN`] outgoing slots, released on drop.
 struct Slot(Arc<AtomicUsize>);
 
@@ -73,6 +82,26 @@ impl Drop for Slot {
     }
 }
 
+/// One of the process's [`MAX_LOOKUPS`], held by the lookup itself.
+struct LookupPermit;
+
+impl LookupPermit {
+    fn take() -> Option<Self> {
+        LOOKUPS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_LOOKUPS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| LookupPermit)
+    }
+}
+
+impl Drop for LookupPermit {
+    fn drop(&mut self) {
+        LOOKUPS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Logs a refusal, up to [`MAX_LOGGED_REFUSALS`] per request.
 fn log_refusal(log: &dyn RequestLog, refusals: &AtomicUsize, text: &str) {
     match refusals.fetch_add(1, Ordering::Relaxed) {
@@ -86,6 +115,10 @@ fn log_refusal(log: &dyn RequestLog, refusals: &AtomicUsize, text: &str) {
 }
 
 impl WasiHttpHooks for OutgoingHooks {
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        MAX_BODY_CHUNK
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -95,7 +128,7 @@ impl WasiHttpHooks for OutgoingHooks {
         let rules = self.rules.clone();
         let log = self.log.clone();
         let refusals = self.refusals.clone();
-        let destination = request.uri().to_string();
+        let destination = destination(request.uri());
         // The rules first: a denied request takes no slot.
         let checked = check(&rules, request.uri()).and_then(|checked| {
             let slot = Slot::take(&self.open)
@@ -124,6 +157,15 @@ impl WasiHttpHooks for OutgoingHooks {
             Ok((response, io))
         })
     }
+}
+
+/// The URI for a log line, without any `user:password@` in it.
+fn destination(uri: &http::Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("?");
+    let host = uri.host().unwrap_or("?");
+    let port = uri.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let path = uri.path_and_query().map_or("", |p| p.as_str());
+    format!("{scheme}://{host}{port}{path}")
 }
 
 /// Why a request was not sent.
@@ -217,7 +259,9 @@ async fn send(
     let connect_timeout = options
         .connect_timeout
         .map_or(CONNECT_TIMEOUT, |t| t.min(CONNECT_TIMEOUT));
-    let addresses = resolve(&target, port, connect_timeout).await?;
+    // One deadline for resolving, connecting and the TLS handshake.
+    let deadline = tokio::time::Instant::now() + connect_timeout;
+    let addresses = resolve(&target, port, deadline).await?;
     let allowed: Vec<SocketAddr> = addresses
         .iter()
         .copied()
@@ -234,7 +278,9 @@ async fn send(
                 .join(", ")
         )));
     }
-    let stream = connect(&allowed, connect_timeout).await?;
+    let stream = tokio::time::timeout_at(deadline, connect(&allowed))
+        .await
+        .map_err(|_| Error::ConnectionTimeout)??;
 
     // The request line carries the path only; Host is already set.
     *request.uri_mut() = http::Uri::builder()
@@ -247,13 +293,14 @@ async fn send(
             Target::Name(name) => rustls_pki_name(name)?,
             Target::Ip(ip) => tokio_rustls::rustls::pki_types::ServerName::from(*ip),
         };
-        let tls = tokio_rustls::TlsConnector::from(tls_config())
-            .connect(name, stream)
+        let handshake = tokio_rustls::TlsConnector::from(tls_config()).connect(name, stream);
+        let tls = tokio::time::timeout_at(deadline, handshake)
             .await
+            .map_err(|_| Error::ConnectionTimeout)?
             .map_err(Error::Tls)?;
-        exchange(TokioIo::new(tls), request, options, connect_timeout).await?
+        exchange(TokioIo::new(tls), request, options).await?
     } else {
-        exchange(TokioIo::new(stream), request, options, connect_timeout).await?
+        exchange(TokioIo::new(stream), request, options).await?
     };
     Ok(io)
 }
@@ -268,33 +315,39 @@ fn rustls_pki_name(
 async fn resolve(
     target: &Target,
     port: u16,
-    timeout: Duration,
+    deadline: tokio::time::Instant,
 ) -> Result<Vec<SocketAddr>, Refusal> {
     let name = match target {
         Target::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, port)]),
-        Target::Name(name) => name,
+        Target::Name(name) => name.clone(),
     };
-    let found = tokio::time::timeout(timeout, tokio::net::lookup_host((name.as_str(), port)))
+    let permit = LookupPermit::take().ok_or(Error::DnsTimeout)?;
+    let lookup = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), port))
+            .map(|found| found.collect::<Vec<SocketAddr>>())
+    });
+    let addresses = tokio::time::timeout_at(deadline, lookup)
         .await
+        .map_err(|_| Error::DnsTimeout)?
         .map_err(|_| Error::DnsTimeout)?
         .map_err(|e| Error::DnsError {
             rcode: Some(e.to_string()),
             info_code: None,
         })?;
-    let addresses: Vec<SocketAddr> = found.collect();
     if addresses.is_empty() {
         return Err(Error::DestinationNotFound.into());
     }
     Ok(addresses)
 }
 
-async fn connect(addresses: &[SocketAddr], timeout: Duration) -> Result<TcpStream, Refusal> {
-    let mut last = Error::ConnectionTimeout;
+/// Tries each address in turn; the caller bounds the time.
+async fn connect(addresses: &[SocketAddr]) -> Result<TcpStream, Refusal> {
+    let mut last = Error::ConnectionRefused;
     for address in addresses {
-        match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
-            Ok(Ok(stream)) => return Ok(stream),
-            Ok(Err(e)) => last = Error::Connect(e),
-            Err(_) => last = Error::ConnectionTimeout,
+        match TcpStream::connect(address).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Error::Connect(e),
         }
     }
     Err(last.into())
@@ -326,18 +379,15 @@ async fn exchange<I>(
     io: I,
     request: http::Request<WasiBody>,
     options: RequestOptions,
-    connect_timeout: Duration,
 ) -> Result<(http::Response<WasiBody>, IoFuture), Refusal>
 where
     I: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
 {
-    let (mut sender, connection) = tokio::time::timeout(
-        connect_timeout,
-        hyper::client::conn::http1::Builder::new().handshake(io),
-    )
-    .await
-    .map_err(|_| Error::ConnectionTimeout)?
-    .map_err(Error::from)?;
+    // No I/O happens here: the handshake only sets up the connection.
+    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(Error::from)?;
     let first_byte = options
         .first_byte_timeout
         .unwrap_or(Duration::from_secs(600));
