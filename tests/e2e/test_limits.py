@@ -160,8 +160,16 @@ def test_a_full_location_answers_503_with_retry_after():
         prepare(server)
         server.start()
         held = {}
-        holder = threading.Thread(target=lambda: held.update(
-            r=request(server.port, "GET", "/one/sleep?ms=4000")))
+
+        def hold():
+            # The probes below take the slot for a moment too: a holder that
+            # arrives during one gets 503 and tries again.
+            for _ in range(20):
+                held["r"] = request(server.port, "GET", "/one/sleep?ms=4000")
+                if held["r"].status != 503:
+                    return
+
+        holder = threading.Thread(target=hold)
         holder.start()
         try:
             # Until the holder's guest has its slot, /one still answers.

@@ -4,7 +4,7 @@
 use super::error::{ErrorBuf, guarded};
 use super::exchange::{CBody, CLog, CSink, mw_exchange, mw_request};
 use super::sandbox::{mw_sandbox, sandbox_from};
-use super::{mw_bytes, mw_result};
+use super::{mw_bytes, mw_result, slice};
 use crate::compile::Outcome;
 use crate::component::{self, RequestHead, ServeError};
 use crate::host::{Host, HostedComponent};
@@ -192,11 +192,7 @@ unsafe fn request_head<'a>(
 ) -> RequestHead<'a, impl Iterator<Item = (&'a [u8], &'a [u8])>> {
     // SAFETY: the caller's contract, for the request and its header array.
     unsafe {
-        let headers = if request.headers.is_null() {
-            &[][..]
-        } else {
-            std::slice::from_raw_parts(request.headers, request.headers_len)
-        };
+        let headers = slice(request.headers, request.headers_len);
         RequestHead {
             method: request.method.as_slice(),
             scheme: request.scheme.as_slice(),

@@ -50,6 +50,19 @@ impl mw_bytes {
     }
 }
 
+/// The `len` elements at `ptr` as a slice; empty when `ptr` is NULL.
+///
+/// # Safety
+/// `ptr` is NULL, or points to `len` valid elements that outlive `'a`.
+pub(crate) unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
+    if ptr.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+}
+
 /// One header field. Names and values are bytes, not necessarily UTF-8.
 #[repr(C)]
 #[derive(Clone, Copy)]

@@ -2,7 +2,7 @@
 //! location, as the C side merged them from its directives.
 
 use super::error::{ErrorBuf, guarded};
-use super::{mw_bytes, mw_header, mw_result};
+use super::{mw_bytes, mw_header, mw_result, slice};
 use crate::outgoing::OutgoingRule;
 use crate::sandbox::{DirGrant, Sandbox};
 use std::ffi::{OsStr, c_char};
@@ -154,16 +154,5 @@ pub(crate) unsafe fn sandbox_from(sandbox: &mw_sandbox) -> Sandbox {
                 }
             })
             .collect(),
-    }
-}
-
-/// # Safety
-/// `ptr` is NULL with `len` 0, or points to `len` valid elements.
-unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
-    if ptr.is_null() || len == 0 {
-        &[]
-    } else {
-        // SAFETY: the caller's contract.
-        unsafe { std::slice::from_raw_parts(ptr, len) }
     }
 }

@@ -19,7 +19,6 @@ use std::net::IpAddr;
 /// One parsed rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutgoingRule {
-    text: String,
     scheme: SchemeRule,
     host: HostRule,
     port: PortRule,
@@ -115,17 +114,7 @@ impl OutgoingRule {
             Ok(host) => host,
             Err(why) => return fail(&why),
         };
-        Ok(OutgoingRule {
-            text: text.to_string(),
-            scheme,
-            host,
-            port,
-        })
-    }
-
-    /// The rule as written.
-    pub fn text(&self) -> &str {
-        &self.text
+        Ok(OutgoingRule { scheme, host, port })
     }
 
     /// Whether this rule lets a guest ask for `target` on `port` (`https`

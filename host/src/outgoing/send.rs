@@ -11,7 +11,7 @@ use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::task::Poll;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -58,47 +58,30 @@ impl OutgoingHooks {
 /// DNS lookups in flight in this process. A lookup cannot be cancelled (it
 /// runs `getaddrinfo` on a blocking thread), so this bounds what guests
 /// that give up on their lookups can leave queued.
-static LOOKUPS: AtomicUsize = AtomicUsize::new(0);
+static LOOKUPS: LazyLock<Arc<AtomicUsize>> = LazyLock::new(Arc::default);
 
 /// The most lookups in flight per process.
 pub const MAX_LOOKUPS: usize = 16;
 
-/// One of the request's [`MAX_OPEN`] outgoing slots, released on drop.
-struct Slot(Arc<AtomicUsize>);
+/// One unit of a counted allowance (a request's open outgoing requests, the
+/// process's DNS lookups), given back on drop.
+struct Permit(Arc<AtomicUsize>);
 
-impl Slot {
-    fn take(open: &Arc<AtomicUsize>) -> Option<Slot> {
-        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < MAX_OPEN).then_some(n + 1)
-        })
-        .ok()
-        .map(|_| Slot(open.clone()))
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// One of the process's [`MAX_LOOKUPS`], held by the lookup itself.
-struct LookupPermit;
-
-impl LookupPermit {
-    fn take() -> Option<Self> {
-        LOOKUPS
+impl Permit {
+    /// A unit of `count`, unless `max` are taken.
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Permit> {
+        count
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MAX_LOOKUPS).then_some(n + 1)
+                (n < max).then_some(n + 1)
             })
             .ok()
-            .map(|_| LookupPermit)
+            .map(|_| Permit(count.clone()))
     }
 }
 
-impl Drop for LookupPermit {
+impl Drop for Permit {
     fn drop(&mut self) {
-        LOOKUPS.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -131,7 +114,7 @@ impl WasiHttpHooks for OutgoingHooks {
         let destination = destination(request.uri());
         // The rules first: a denied request takes no slot.
         let checked = check(&rules, request.uri()).and_then(|checked| {
-            let slot = Slot::take(&self.open)
+            let slot = Permit::take(&self.open, MAX_OPEN)
                 .ok_or_else(|| Refusal::Limited(format!("{MAX_OPEN} are already open")))?;
             Ok((checked, slot))
         });
@@ -321,7 +304,7 @@ async fn resolve(
         Target::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, port)]),
         Target::Name(name) => name.clone(),
     };
-    let permit = LookupPermit::take().ok_or(Error::DnsTimeout)?;
+    let permit = Permit::take(&LOOKUPS, MAX_LOOKUPS).ok_or(Error::DnsTimeout)?;
     let lookup = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), port))
