@@ -156,11 +156,26 @@ Timeout 120
                 raise ConfigError(output + log)
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
             except OSError:
                 time.sleep(0.05)
+                continue
+            # The parent listens before it forks its children: tests that
+            # compare child pids need them all there first.
+            self._wait_for_children(deadline)
+            return self
         self.stop()
         raise TimeoutError(f"apache did not listen on {self.port}")
+
+    def _wait_for_children(self, deadline):
+        """Until the set of children is non-empty and the same twice in a
+        row, 0.2 s apart."""
+        seen = None
+        while time.monotonic() < deadline:
+            children = self.children()
+            if children and children == seen:
+                return
+            seen = children
+            time.sleep(0.2)
 
     def stop(self):
         if self.process is None:
