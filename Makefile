@@ -10,10 +10,13 @@ CARGO        ?= cargo
 APXS         ?= apxs
 PYTHON       ?= python3
 WASM_TARGET  := wasm32-wasip2
+# Legacy mode (WasmModule) runs WASI preview1 core modules.
+WASIP1_TARGET := wasm32-wasip1
+WASIP1_DIR   := target/$(WASIP1_TARGET)/release
 HOST_LIB     := target/release/libmod_wasm_host.a
 MODULE       := target/apache/mod_wasm.so
-GUESTS       := target/$(WASM_TARGET)/release/hello.wasm \
-                target/$(WASM_TARGET)/release/test_guest.wasm
+# C guests: Debian's clang and wasi-libc (installed by scripts/install-deps).
+C_GUEST_CFLAGS := --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Werror -Wl,--strip-all
 C_SOURCES    := $(wildcard mod_wasm/*.c)
 C_HEADERS    := $(wildcard mod_wasm/*.h) host/include/mod_wasm_host.h
 # Rust's standard library needs these from the system when linked statically.
@@ -36,6 +39,9 @@ $(HOST_LIB): deps FORCE
 
 guests: deps
 	$(CARGO) build --release --locked --target $(WASM_TARGET) -p hello -p test-guest
+	$(CARGO) build --release --locked --target $(WASIP1_TARGET) -p legacy-hello -p cgi-echo \
+	    -p list-dir -p legacy-test-guest
+	clang $(C_GUEST_CFLAGS) -o $(WASIP1_DIR)/c_cgi.wasm examples/c-cgi/cgi.c
 
 # apxs compiles next to the sources; the result is copied to target/apache.
 # apxs hands -Wl,X to libtool as X, which drops linker flags it does not
@@ -59,6 +65,8 @@ test: build
 lint: deps
 	$(CARGO) clippy --release --locked -p mod-wasm-host -- -D warnings
 	$(CARGO) clippy --release --locked --target $(WASM_TARGET) -p mod-wasm-guest -p hello -p test-guest -- -D warnings
+	$(CARGO) clippy --release --locked --target $(WASIP1_TARGET) -p legacy-hello -p cgi-echo \
+	    -p list-dir -p legacy-test-guest -- -D warnings
 
 # Regenerates the committed C header after a change to host/src/ffi.
 header:

@@ -26,6 +26,9 @@ void mw_set_current_host(mw_host *host)
 void *mw_create_dir_config(apr_pool_t *p, char *dir)
 {
     mw_dir_config *conf = apr_pcalloc(p, sizeof(mw_dir_config));
+    conf->args = apr_array_make(p, 0, sizeof(const char *));
+    conf->cgi = MW_UNSET;
+    conf->map_cgi_filenames = MW_UNSET;
     conf->env = apr_array_make(p, 0, sizeof(mw_header));
     conf->dirs = apr_array_make(p, 0, sizeof(mw_dir));
     conf->outgoing = apr_array_make(p, 0, sizeof(const mw_outgoing_rule *));
@@ -36,16 +39,15 @@ void *mw_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
 {
     const mw_dir_config *base = base_conf, *add = add_conf;
     mw_dir_config *conf = apr_pcalloc(p, sizeof(*conf));
-    /* The component and the description of its directive travel together,
-     * as do an instance cap and the count of the section that set it. */
-    if (add->component) {
-        conf->component = add->component;
-        conf->component_where = add->component_where;
-    }
-    else {
-        conf->component = base->component;
-        conf->component_where = base->component_where;
-    }
+    /* The guest (component or module) and the description of its directive
+     * travel together, as do an instance cap and the count of the section
+     * that set it. */
+    const mw_dir_config *guest = add->component || add->module ? add : base;
+    conf->component = guest->component;
+    conf->module = guest->module;
+    conf->module_name = guest->module_name;
+    conf->module_in_htaccess = guest->module_in_htaccess;
+    conf->where = guest->where;
     if (add->max_instances) {
         conf->max_instances = add->max_instances;
         conf->in_use = add->in_use;
@@ -56,16 +58,32 @@ void *mw_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
     }
     conf->timeout_ms = add->timeout_ms ? add->timeout_ms : base->timeout_ms;
     conf->memory_limit = add->memory_limit ? add->memory_limit : base->memory_limit;
+    conf->args = apr_array_append(p, base->args, add->args);
+    conf->entry_point = add->entry_point ? add->entry_point : base->entry_point;
+    conf->cgi = add->cgi != MW_UNSET ? add->cgi : base->cgi;
+    conf->map_cgi_filenames =
+        add->map_cgi_filenames != MW_UNSET ? add->map_cgi_filenames : base->map_cgi_filenames;
+    conf->htaccess_grant = add->htaccess_grant ? add->htaccess_grant : base->htaccess_grant;
     conf->env = apr_array_append(p, base->env, add->env);
     conf->dirs = apr_array_append(p, base->dirs, add->dirs);
     conf->outgoing = apr_array_append(p, base->outgoing, add->outgoing);
     return conf;
 }
 
+/* Whether the directive being read is in an .htaccess file: Apache reads
+ * those with one pool for both (ap_check_cmd_context tests the same). */
+static int in_htaccess(const cmd_parms *cmd)
+{
+    return cmd->pool == cmd->temp_pool;
+}
+
 /* "<Location /app>", or the server or virtual host the directive is in. */
 static const char *section_of(cmd_parms *cmd)
 {
     const ap_directive_t *parent = cmd->directive->parent;
+    if (in_htaccess(cmd)) {
+        return "an .htaccess file";
+    }
     if (parent) {
         /* A section's args still end with its '>'. */
         const char *args = parent->args;
@@ -78,35 +96,118 @@ static const char *section_of(cmd_parms *cmd)
     return cmd->server->is_virtual ? "its virtual host" : "the server config";
 }
 
-/* WasmComponent <path>: validated and compiled right here, so that a bad
- * file stops start-up (and `apachectl -t`) with this file and line. */
-static const char *set_component(cmd_parms *cmd, void *dir_conf, const char *arg)
+/* "WasmComponent <path> in <Location /app> at <file>:<line>" */
+static const char *where_of(cmd_parms *cmd, const char *path)
 {
-    mw_dir_config *conf = dir_conf;
-    const char *path = ap_server_root_relative(cmd->pool, arg);
-    const mw_component *component = NULL;
-    bool compiled = false;
-    char err[MW_ERROR_LEN] = "";
-    mw_result rv;
+    return apr_psprintf(cmd->pool, "%s %s in %s at %s:%d", cmd->cmd->name, path, section_of(cmd),
+                        cmd->directive->filename, cmd->directive->line_num);
+}
 
-    if (!path) {
+/* An .htaccess file may add grants for the module it runs (as the original
+ * mod_wasm allowed with AllowOverride Options), never for a component the
+ * admin configured: remember the first one, so that a component location
+ * can refuse them. */
+static void note_htaccess_grant(cmd_parms *cmd, mw_dir_config *conf)
+{
+    if (in_htaccess(cmd) && !conf->htaccess_grant) {
+        conf->htaccess_grant = apr_psprintf(cmd->pool, "%s at %s:%d", cmd->cmd->name,
+                                            cmd->directive->filename,
+                                            cmd->directive->line_num);
+    }
+}
+
+/* The checks WasmComponent and WasmModule share: the path (relative to
+ * ServerRoot) in *path, or an error. `other` is the guest the section must
+ * not have already. */
+static const char *guest_path(cmd_parms *cmd, const char *arg, const void *other,
+                              const char **path)
+{
+    *path = ap_server_root_relative(cmd->pool, arg);
+    if (!*path) {
         return apr_psprintf(cmd->pool, "%s: invalid path '%s'", cmd->cmd->name, arg);
     }
     if (!current_host) {
         return apr_psprintf(cmd->pool, "%s: mod_wasm was not initialised", cmd->cmd->name);
     }
-    rv = mw_host_add_component(current_host, (mw_bytes){(const uint8_t *)path, strlen(path)},
-                               &component, &compiled, err, sizeof(err));
-    if (rv != MW_RESULT_OK) {
-        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
+    if (other) {
+        return apr_psprintf(cmd->pool, "%s: this section already has a guest; a section "
+                            "serves a component (WasmComponent) or a module (WasmModule), "
+                            "not both", cmd->cmd->name);
     }
+    return NULL;
+}
+
+/* After a guest was compiled (or found in the cache) for this directive. */
+static void log_compiled(cmd_parms *cmd, const char *path, bool compiled)
+{
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, cmd->server,
                  "MW00001: %s %s (%s:%d)", compiled ? "compiled" : "reused compiled",
                  path, cmd->directive->filename, cmd->directive->line_num);
-    conf->component = component;
-    conf->component_where = apr_psprintf(cmd->pool, "%s %s in %s at %s:%d", cmd->cmd->name, path,
-                                         section_of(cmd), cmd->directive->filename,
-                                         cmd->directive->line_num);
+}
+
+/* WasmComponent <path>: validated and compiled right here, so that a bad
+ * file stops start-up (and `apachectl -t`) with this file and line. */
+static const char *set_component(cmd_parms *cmd, void *dir_conf, const char *arg)
+{
+    mw_dir_config *conf = dir_conf;
+    const char *path, *why = guest_path(cmd, arg, conf->module, &path);
+    bool compiled = false;
+    char err[MW_ERROR_LEN] = "";
+
+    if (why) {
+        return why;
+    }
+    if (mw_host_add_component(current_host, (mw_bytes){(const uint8_t *)path, strlen(path)},
+                              &conf->component, &compiled, err, sizeof(err)) != MW_RESULT_OK) {
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
+    }
+    log_compiled(cmd, path, compiled);
+    conf->where = where_of(cmd, path);
+    return NULL;
+}
+
+static apr_status_t release_module(void *module)
+{
+    mw_module_release(module);
+    return APR_SUCCESS;
+}
+
+/* WasmModule <path>: a WASI preview1 module (legacy mode). Compiled like a
+ * component when the server's configuration is read; in an .htaccess file
+ * (read by a child while serving), compiled by that child on first use. */
+static const char *set_module(cmd_parms *cmd, void *dir_conf, const char *arg)
+{
+    mw_dir_config *conf = dir_conf;
+    const char *path, *why = guest_path(cmd, arg, conf->component, &path);
+    bool compiled = false;
+    char err[MW_ERROR_LEN] = "";
+    mw_bytes bytes;
+    mw_result rv;
+
+    if (why) {
+        return why;
+    }
+    bytes = (mw_bytes){(const uint8_t *)path, strlen(path)};
+    if (in_htaccess(cmd)) {
+        rv = mw_host_htaccess_module(current_host, bytes, &conf->module, err, sizeof(err));
+        if (rv == MW_RESULT_OK) {
+            /* The module is this configuration's until its pool goes. */
+            apr_pool_cleanup_register(cmd->pool, conf->module, release_module,
+                                      apr_pool_cleanup_null);
+            conf->module_in_htaccess = 1;
+        }
+    }
+    else {
+        rv = mw_host_add_module(current_host, bytes, &conf->module, &compiled, err, sizeof(err));
+    }
+    if (rv != MW_RESULT_OK) {
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
+    }
+    if (!in_htaccess(cmd)) {
+        log_compiled(cmd, path, compiled);
+    }
+    conf->module_name = apr_filepath_name_get(path);
+    conf->where = where_of(cmd, path);
     return NULL;
 }
 
@@ -174,6 +275,7 @@ static const char *add_env(cmd_parms *cmd, void *dir_conf, const char *name, con
         return apr_psprintf(cmd->pool, "%s: '%s' is not a variable name (empty, or contains "
                             "'=')", cmd->cmd->name, name);
     }
+    note_htaccess_grant(cmd, conf);
     *(mw_header *)apr_array_push(conf->env) = (mw_header){
         {(const uint8_t *)name, strlen(name)}, {(const uint8_t *)value, strlen(value)}};
     return NULL;
@@ -209,6 +311,7 @@ static const char *add_dir(cmd_parms *cmd, mw_dir_config *conf, const char *gues
     if (info.filetype != APR_DIR) {
         return apr_psprintf(cmd->pool, "%s: %s is not a directory", cmd->cmd->name, path);
     }
+    note_htaccess_grant(cmd, conf);
     *(mw_dir *)apr_array_push(conf->dirs) = (mw_dir){
         {(const uint8_t *)guest, strlen(guest)}, {(const uint8_t *)path, strlen(path)},
         read_only};
@@ -252,27 +355,76 @@ static const char *add_outgoing(cmd_parms *cmd, void *dir_conf, const char *patt
     return NULL;
 }
 
+/* WasmArg <arg>: appended to argv, after the module's file name. */
+static const char *add_arg(cmd_parms *cmd, void *dir_conf, const char *arg)
+{
+    mw_dir_config *conf = dir_conf;
+    *(const char **)apr_array_push(conf->args) = arg;
+    return NULL;
+}
+
+/* WasmEntryPoint <export>: whether the module has it is known per request
+ * only (a nested section may name another module); a missing export is a
+ * 500 with its name in the log. */
+static const char *set_entry_point(cmd_parms *cmd, void *dir_conf, const char *name)
+{
+    ((mw_dir_config *)dir_conf)->entry_point = name;
+    return NULL;
+}
+
+static const char *set_cgi(cmd_parms *cmd, void *dir_conf, int on)
+{
+    ((mw_dir_config *)dir_conf)->cgi = on;
+    return NULL;
+}
+
+static const char *set_map_cgi_filenames(cmd_parms *cmd, void *dir_conf, int on)
+{
+    ((mw_dir_config *)dir_conf)->map_cgi_filenames = on;
+    return NULL;
+}
+
+/* Where directives may appear. The limits, WasmComponent and
+ * WasmAllowOutgoing are the admin's alone. The directives VMware's mod_wasm
+ * 0.12 had may also appear in .htaccess files under AllowOverride Options,
+ * as they could there; see README "Legacy mode" for what that grants. */
+#define MW_ADMIN_ONLY (RSRC_CONF | ACCESS_CONF)
+#define MW_LEGACY (RSRC_CONF | ACCESS_CONF | OR_OPTIONS)
+
 const command_rec mw_directives[] = {
-    AP_INIT_TAKE1("WasmComponent", set_component, NULL, RSRC_CONF | ACCESS_CONF,
+    AP_INIT_TAKE1("WasmComponent", set_component, NULL, MW_ADMIN_ONLY,
                   "a WebAssembly component exporting wasi:http/incoming-handler "
                   "to serve requests handled by " MW_HANDLER_NAME),
-    AP_INIT_TAKE1("WasmTimeout", set_timeout, NULL, RSRC_CONF | ACCESS_CONF,
+    AP_INIT_TAKE1("WasmModule", set_module, NULL, MW_LEGACY,
+                  "a WASI preview1 module to run for each request handled by "
+                  MW_HANDLER_NAME "; its stdout is the response"),
+    AP_INIT_ITERATE("WasmArg", add_arg, NULL, MW_LEGACY,
+                    "arguments for the module, after its file name"),
+    AP_INIT_TAKE1("WasmEntryPoint", set_entry_point, NULL, MW_LEGACY,
+                  "the export of the module to call instead of _start"),
+    AP_INIT_FLAG("WasmEnableCGI", set_cgi, NULL, MW_LEGACY,
+                 "On: the module gets the CGI environment and writes CGI headers "
+                 "(default Off)"),
+    AP_INIT_FLAG("WasmMapCGIFileNames", set_map_cgi_filenames, NULL, MW_LEGACY,
+                 "On: SCRIPT_FILENAME is translated to the module's view through the "
+                 "WasmMapDir mappings (default Off)"),
+    AP_INIT_TAKE1("WasmTimeout", set_timeout, NULL, MW_ADMIN_ONLY,
                   "seconds a request may take before its guest is stopped (default 60)"),
-    AP_INIT_TAKE1("WasmMemoryLimit", set_memory_limit, NULL, RSRC_CONF | ACCESS_CONF,
+    AP_INIT_TAKE1("WasmMemoryLimit", set_memory_limit, NULL, MW_ADMIN_ONLY,
                   "the size each linear memory of a guest may reach, e.g. 64M "
                   "(default 128M)"),
-    AP_INIT_TAKE1("WasmMaxInstances", set_max_instances, NULL, RSRC_CONF | ACCESS_CONF,
+    AP_INIT_TAKE1("WasmMaxInstances", set_max_instances, NULL, MW_ADMIN_ONLY,
                   "simultaneous requests of this section per child process; more "
                   "get 503 (default: no cap)"),
-    AP_INIT_TAKE2("WasmEnv", add_env, NULL, RSRC_CONF | ACCESS_CONF,
+    AP_INIT_TAKE2("WasmEnv", add_env, NULL, MW_LEGACY,
                   "an environment variable for the guest: name and value"),
-    AP_INIT_TAKE12("WasmDir", add_same_dir, NULL, RSRC_CONF | ACCESS_CONF,
+    AP_INIT_TAKE12("WasmDir", add_same_dir, NULL, MW_LEGACY,
                    "a host directory the guest may open at the same path; ro or rw "
                    "(default rw)"),
-    AP_INIT_TAKE23("WasmMapDir", add_mapped_dir, NULL, RSRC_CONF | ACCESS_CONF,
+    AP_INIT_TAKE23("WasmMapDir", add_mapped_dir, NULL, MW_LEGACY,
                    "the guest path and the host directory it opens; ro or rw "
                    "(default rw)"),
-    AP_INIT_ITERATE("WasmAllowOutgoing", add_outgoing, NULL, RSRC_CONF | ACCESS_CONF,
+    AP_INIT_ITERATE("WasmAllowOutgoing", add_outgoing, NULL, MW_ADMIN_ONLY,
                     "destinations of outgoing HTTP requests: [scheme://]host[:port]"),
     {NULL}
 };

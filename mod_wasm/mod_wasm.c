@@ -1,4 +1,5 @@
-/* mod_wasm: serve HTTP requests with WebAssembly components.
+/* mod_wasm: serve HTTP requests with WebAssembly components, and with WASI
+ * preview1 modules as VMware's mod_wasm 0.12 did (legacy mode).
  *
  * Process model: the parent reads the configuration (twice at start-up, and
  * again on each graceful restart) and compiles every WasmComponent while
@@ -7,6 +8,7 @@
  * parent. */
 #include "mod_wasm.h"
 
+#include "http_core.h"
 #include "http_log.h"
 #include "http_protocol.h"
 #include "http_request.h"
@@ -56,10 +58,28 @@ static int wasm_handler(request_rec *r)
         return DECLINED;
     }
     conf = ap_get_module_config(r->per_dir_config, &wasm_module);
+    if (conf->module) {
+        /* A content author's module is a script: it needs what a CGI
+         * script needs (AllowOverride Options=Indexes must not do). */
+        if (conf->module_in_htaccess && !(ap_allow_options(r) & OPT_EXECCGI)) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                          "MW00027: %s (%s) is refused: a module named in an .htaccess "
+                          "file runs only where Options ExecCGI is on", r->uri, conf->where);
+            return HTTP_FORBIDDEN;
+        }
+        return mw_serve_module(r, conf);
+    }
     if (!conf->component) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "MW00004: %s is handled by " MW_HANDLER_NAME " but no WasmComponent "
-                      "is configured for it", r->uri);
+                      "or WasmModule is configured for it", r->uri);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (conf->htaccess_grant) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "MW00026: %s (%s) is refused: %s grants the admin's component "
+                      "something; .htaccess grants apply to a WasmModule only", r->uri,
+                      conf->where, conf->htaccess_grant);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     return mw_serve_component(r, conf);

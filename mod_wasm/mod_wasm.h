@@ -19,13 +19,32 @@
 
 extern module AP_MODULE_DECLARE_DATA wasm_module;
 
-/* Per-directory configuration. Scalars are "unset" when 0 or NULL, so that
- * a nested section inherits each directive it does not set itself; lists
- * append the nested section's entries to the inherited ones. */
+/* An On/Off directive that was not set. */
+#define MW_UNSET -1
+
+/* Per-directory configuration. Scalars are "unset" when 0, NULL or
+ * MW_UNSET, so that a nested section inherits each directive it does not
+ * set itself; lists append the nested section's entries to the inherited
+ * ones. */
 typedef struct {
+    /* The guest: a component or a module, never both. */
     const mw_component *component; /* compiled WasmComponent, or NULL      */
-    const char *component_where;   /* "WasmComponent <path> in <section> at
+    const mw_module *module;       /* compiled WasmModule, or NULL         */
+    const char *module_name;       /* its file name: argv[0]               */
+    int module_in_htaccess;        /* the module was named in an .htaccess
+                                    * file: it runs only where Options
+                                    * ExecCGI is on                         */
+    const char *where;             /* "WasmComponent <path> in <section> at
                                     * <file>:<line>", for log lines         */
+    /* Legacy mode (WasmModule) only. */
+    apr_array_header_t *args;      /* WasmArg: const char *                */
+    const char *entry_point;       /* WasmEntryPoint, or NULL for _start   */
+    int cgi;                       /* WasmEnableCGI: MW_UNSET, 0 or 1      */
+    int map_cgi_filenames;         /* WasmMapCGIFileNames: likewise        */
+    const char *htaccess_grant;    /* the first WasmEnv, WasmDir or
+                                    * WasmMapDir read from an .htaccess
+                                    * file, or NULL: modules only           */
+    /* Both modes. */
     apr_uint64_t timeout_ms;       /* WasmTimeout                           */
     apr_uint64_t memory_limit;     /* WasmMemoryLimit, bytes per memory     */
     int max_instances;             /* WasmMaxInstances                      */
@@ -47,10 +66,46 @@ extern const command_rec mw_directives[];
 void *mw_create_dir_config(apr_pool_t *p, char *dir);
 void *mw_merge_dir_config(apr_pool_t *p, void *base, void *add);
 
+/* The state of one request while the host serves it. In the request pool:
+ * the response filter still reads it after the handler returned. */
+typedef struct {
+    request_rec *r;
+    const mw_dir_config *conf;
+    apr_bucket_brigade *in;  /* request body, one read at a time            */
+    apr_bucket_brigade *out; /* response body, one pass at a time           */
+    int body_done;           /* input EOS seen: further reads return 0      */
+    int read_status;         /* HTTP status of a failed body read, else OK  */
+    int passed;              /* a brigade went out: the head is on the wire */
+    int client_gone;         /* the connection was aborted                  */
+    apr_table_t *err_headers; /* r->err_headers_out before the guest ran    */
+} mw_exchange_ctx;
+
+/* Serving, in either mode (exchange.c). */
+void mw_exchange_init(mw_exchange_ctx *x, request_rec *r, const mw_dir_config *conf);
+/* Passes x->out down the output filters. */
+uint32_t mw_pass_out(mw_exchange_ctx *x);
+/* mw_exchange callbacks: read_body and log, with an mw_exchange_ctx. */
+uint32_t mw_read_body(void *ctx, uint8_t *buf, size_t buf_len, size_t *read_out);
+void mw_log_line(void *ctx, uint32_t kind, const uint8_t *text, size_t len);
+/* Forgets the guest's head when its response never went out, so that the
+ * error response Apache sends instead carries none of it. */
+void mw_forget_head(mw_exchange_ctx *x);
+/* Ends the request after the host returned rv (err: why it failed). */
+int mw_finish(mw_exchange_ctx *x, mw_result rv, const char *err);
+/* The location's limits and grants, as views into its configuration. */
+mw_sandbox mw_sandbox_of(const mw_dir_config *conf);
+/* WasmMaxInstances: takes an instance slot, or answers 503 when none is
+ * free; every OK is followed by mw_release_instance. */
+int mw_take_instance(request_rec *r, const mw_dir_config *conf);
+void mw_release_instance(const mw_dir_config *conf);
+
 /* Serves r with the component of conf (component.c). */
 int mw_serve_component(request_rec *r, const mw_dir_config *conf);
 
-/* The output filter each component response runs through (component.c). */
+/* Serves r with the WASI preview1 module of conf (legacy.c). */
+int mw_serve_module(request_rec *r, const mw_dir_config *conf);
+
+/* The output filter each response runs through (exchange.c). */
 #define MW_RESPONSE_FILTER "WASM_RESPONSE"
 apr_status_t mw_response_filter(ap_filter_t *f, apr_bucket_brigade *bb);
 

@@ -127,6 +127,9 @@ typedef struct mw_component mw_component;
 // One configuration generation (opaque).
 typedef struct mw_host mw_host;
 
+// A module of a generation (opaque). Valid as long as its host.
+typedef struct mw_module mw_module;
+
 // A parsed `WasmAllowOutgoing` rule (opaque).
 typedef struct mw_outgoing_rule mw_outgoing_rule;
 
@@ -218,6 +221,21 @@ typedef struct mw_exchange {
   void (*log)(void *ctx, uint32_t kind, const uint8_t *line, size_t line_len);
 } mw_exchange;
 
+// How a module is started for one request; views valid for the call.
+typedef struct mw_invocation {
+  // argv, argv[0] first (`WasmArg` after the module's file name).
+  const struct mw_bytes *args;
+  // The number of arguments.
+  size_t args_len;
+  // Variables from the request (CGI mode), set before the sandbox's
+  // `WasmEnv` entries, which win over them.
+  const struct mw_header *env;
+  // The number of variables.
+  size_t env_len;
+  // `WasmEntryPoint`; empty for `_start`.
+  struct mw_bytes entry_point;
+} mw_invocation;
+
 // Creates an empty generation. Returns NULL only if the host failed.
 struct mw_host *mw_host_new(void);
 
@@ -266,6 +284,62 @@ mw_result mw_component_serve(const struct mw_component *component,
                              const struct mw_exchange *exchange,
                              char *err,
                              size_t err_len);
+
+// Validates and compiles the WASI preview1 module at `path` (absolute), or
+// reuses the entry of an earlier call for the same file, as
+// `mw_host_add_component` does for components. Call while reading the server's configuration, in the parent.
+//
+// # Safety
+// As for `mw_host_add_component`.
+mw_result mw_host_add_module(struct mw_host *host,
+                             struct mw_bytes path,
+                             const struct mw_module **module_out,
+                             bool *compiled_out,
+                             char *err,
+                             size_t err_len);
+
+// The module at `path` (absolute) for a `WasmModule` read from an
+// `.htaccess` file in a child that has run `mw_host_child_init`: compiled
+// now with the child's engine, or taken from the child's cache. Safe to
+// call from several threads at once. The caller owns one reference to the
+// module and gives it back with [`mw_module_release`] (when the
+// configuration that names it is freed).
+//
+// # Safety
+// `host` came from `mw_host_new` and its
+// `mw_host_child_init` has returned; `path` is valid; `err` has `err_len`
+// writable bytes; `module_out` is writable.
+mw_result mw_host_htaccess_module(const struct mw_host *host,
+                                  struct mw_bytes path,
+                                  const struct mw_module **module_out,
+                                  char *err,
+                                  size_t err_len);
+
+// Gives back the reference `mw_host_htaccess_module` handed out.
+//
+// # Safety
+// `module` came from `mw_host_htaccess_module` and is not used afterwards
+// by this owner.
+void mw_module_release(const struct mw_module *module);
+
+// Runs one request with a fresh instance of `module` confined to
+// `sandbox`: the request body (`read_body`) is its stdin, its stdout goes
+// to `send_data`, its stderr to `log`; `send_head` is not used. Blocks
+// until the guest has exited. On `MW_RESULT_OK`, `*exit_status_out` is the
+// status the guest exited with (0 when its entry point returned).
+//
+// # Safety
+// `module` came from this host's `mw_host_add_module` (and the host is
+// alive) or from `mw_host_htaccess_module` (and is not released yet); `invocation`, `sandbox`
+// and their views are valid for the call; `err` has `err_len` writable
+// bytes; `exit_status_out` is writable.
+mw_result mw_module_serve(const struct mw_module *module,
+                          const struct mw_invocation *invocation,
+                          const struct mw_sandbox *sandbox,
+                          const struct mw_exchange *exchange,
+                          int32_t *exit_status_out,
+                          char *err,
+                          size_t err_len);
 
 // Parses a `WasmAllowOutgoing` pattern. On success `*rule_out` owns the
 // rule (free it with [`mw_outgoing_rule_free`]); on failure `err` says what

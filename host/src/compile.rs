@@ -9,24 +9,36 @@
 
 use crate::component::ComponentLinker;
 use crate::engine;
+use crate::legacy::ModuleLinker;
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use wasmtime::component::Component;
+use wasmtime::{Engine, Module};
 
-/// A compiled, validated component, ready to be deserialized by a child.
+/// What a file is served as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A `wasi:http/incoming-handler` component (`WasmComponent`).
+    Component,
+    /// A WASI preview1 core module (`WasmModule`).
+    Module,
+}
+
+/// A compiled, validated component or module, ready to be deserialized by a
+/// child.
 pub struct Artifact {
     /// The canonical path of the source file.
     pub path: PathBuf,
-    /// Output of `Component::serialize` for an engine built from
-    /// [`engine::config`].
+    /// Output of `Component::serialize` or `Module::serialize` for an engine
+    /// built from [`engine::config`].
     pub serialized: Vec<u8>,
 }
 
 /// What a file looked like when it was compiled.
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct FileIdentity {
+pub(crate) struct FileIdentity {
     dev: u64,
     ino: u64,
     size: u64,
@@ -45,8 +57,9 @@ impl FileIdentity {
     }
 }
 
-/// Canonical path to the artifact compiled from the file as it was then.
-type Cache = HashMap<PathBuf, (FileIdentity, Arc<Artifact>)>;
+/// Canonical path and kind to the artifact compiled from the file as it was
+/// then.
+type Cache = HashMap<(PathBuf, Kind), (FileIdentity, Arc<Artifact>)>;
 
 static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
 
@@ -63,6 +76,17 @@ pub enum Outcome {
 /// artifact for it. The error is a sentence for the admin that names the
 /// path.
 pub fn component(path: &Path) -> Result<(Arc<Artifact>, Outcome), String> {
+    artifact(path, Kind::Component)
+}
+
+/// Validates and compiles the WASI preview1 module at `path`, or returns the
+/// cached artifact for it, as [`component`] does for components.
+pub fn module(path: &Path) -> Result<(Arc<Artifact>, Outcome), String> {
+    artifact(path, Kind::Module)
+}
+
+/// The canonical path of the regular file at `path`, and its identity now.
+pub(crate) fn identify(path: &Path) -> Result<(PathBuf, FileIdentity), String> {
     let shown = path.display();
     let canonical = path
         .canonicalize()
@@ -72,64 +96,95 @@ pub fn component(path: &Path) -> Result<(Arc<Artifact>, Outcome), String> {
     if !metadata.is_file() {
         return Err(format!("{shown} is not a regular file"));
     }
-    let identity = FileIdentity::of(&metadata);
+    Ok((canonical, FileIdentity::of(&metadata)))
+}
+
+fn artifact(path: &Path, kind: Kind) -> Result<(Arc<Artifact>, Outcome), String> {
+    let shown = path.display();
+    let (canonical, identity) = identify(path)?;
 
     // Config reading is single-threaded; the lock only makes that explicit.
     let mut cache = CACHE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let cache = cache.get_or_insert_with(HashMap::new);
-    if let Some((cached, artifact)) = cache.get(&canonical)
+    let key = (canonical, kind);
+    if let Some((cached, artifact)) = cache.get(&key)
         && *cached == identity
     {
         return Ok((artifact.clone(), Outcome::Cached));
     }
 
-    let bytes = std::fs::read(&canonical).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    check_layer(&bytes).map_err(|why| format!("{shown} {why}"))?;
-    let serialized = compile_serially(&bytes).map_err(|why| format!("{shown}: {why}"))?;
+    let bytes = std::fs::read(&key.0).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    check_layer(&bytes, kind).map_err(|why| format!("{shown} {why}"))?;
+    let serialized = compile_serially(&bytes, kind).map_err(|why| format!("{shown}: {why}"))?;
     let artifact = Arc::new(Artifact {
-        path: canonical.clone(),
+        path: key.0.clone(),
         serialized,
     });
-    cache.insert(canonical, (identity, artifact.clone()));
+    cache.insert(key, (identity, artifact.clone()));
     Ok((artifact, Outcome::Compiled))
 }
 
 /// Tells a component from a core module or a file that is not Wasm at all,
 /// before the compiler gives a less helpful answer.
-fn check_layer(bytes: &[u8]) -> Result<(), &'static str> {
+fn check_layer(bytes: &[u8], kind: Kind) -> Result<(), &'static str> {
     const MAGIC: &[u8] = b"\0asm";
     const CORE_MODULE: &[u8] = &[1, 0, 0, 0];
     const COMPONENT_LAYER: &[u8] = &[1, 0];
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
         return Err("is not a WebAssembly file");
     }
-    if &bytes[4..8] == CORE_MODULE {
-        return Err("is a core WebAssembly module, not a component \
-                    (WASI preview1 modules are served with WasmModule)");
+    let core = &bytes[4..8] == CORE_MODULE;
+    match kind {
+        Kind::Component if core => Err("is a core WebAssembly module, not a component \
+                                        (WASI preview1 modules are served with WasmModule)"),
+        Kind::Component if &bytes[6..8] != COMPONENT_LAYER => {
+            Err("is not a WebAssembly component of a version this Wasmtime understands")
+        }
+        Kind::Module if !core && &bytes[6..8] == COMPONENT_LAYER => {
+            Err("is a WebAssembly component, not a WASI preview1 module \
+                 (components are served with WasmComponent)")
+        }
+        Kind::Module if !core => {
+            Err("is not a core WebAssembly module of a version this Wasmtime understands")
+        }
+        _ => Ok(()),
     }
-    if &bytes[6..8] != COMPONENT_LAYER {
-        return Err("is not a WebAssembly component of a version this Wasmtime understands");
-    }
-    Ok(())
 }
 
-/// Compiles and links `bytes` against the same imports a child provides, and
-/// checks the export, so that everything a child would find wrong is found
-/// here, at start-up.
-fn compile_serially(bytes: &[u8]) -> Result<Vec<u8>, String> {
+/// Compiles `bytes` as `kind` with `engine` and links it against the same
+/// imports a child provides, checking the exports it must have, so that
+/// everything a child would find wrong is found when the file is named.
+pub(crate) fn compile(engine: &Engine, bytes: &[u8], kind: Kind) -> Result<Vec<u8>, String> {
+    match kind {
+        Kind::Component => {
+            let component =
+                Component::new(engine, bytes).map_err(|e| format!("does not compile: {e:#}"))?;
+            ComponentLinker::new(engine)
+                .map_err(|e| format!("cannot build the linker: {e:#}"))?
+                .pre_instantiate(&component)?;
+            component
+                .serialize()
+                .map_err(|e| format!("cannot serialize the compiled component: {e:#}"))
+        }
+        Kind::Module => {
+            let module =
+                Module::new(engine, bytes).map_err(|e| format!("does not compile: {e:#}"))?;
+            ModuleLinker::new(engine)
+                .map_err(|e| format!("cannot build the linker: {e:#}"))?
+                .pre_instantiate(&module)?;
+            module
+                .serialize()
+                .map_err(|e| format!("cannot serialize the compiled module: {e:#}"))
+        }
+    }
+}
+
+/// [`compile`] in the parent, with a throwaway engine.
+fn compile_serially(bytes: &[u8], kind: Kind) -> Result<Vec<u8>, String> {
     let engine = engine::new().map_err(|e| format!("cannot create a Wasmtime engine: {e:#}"))?;
-    let result = (|| {
-        let component =
-            Component::new(&engine, bytes).map_err(|e| format!("does not compile: {e:#}"))?;
-        ComponentLinker::new(&engine)
-            .map_err(|e| format!("cannot build the linker: {e:#}"))?
-            .pre_instantiate(&component)?;
-        component
-            .serialize()
-            .map_err(|e| format!("cannot serialize the compiled component: {e:#}"))
-    })();
+    let result = compile(&engine, bytes, kind);
     // Wasmtime installed its trap handlers when the engine was created. The
     // children must install their own after fork(), chained to the handlers
     // Apache sets up there, so take ours out of the parent again. Every other
@@ -149,17 +204,31 @@ mod tests {
 
     #[test]
     fn tells_core_modules_from_components() {
+        let component = Kind::Component;
         assert_eq!(
-            check_layer(b"hello world"),
+            check_layer(b"hello world", component),
             Err("is not a WebAssembly file")
         );
         assert!(
-            check_layer(b"\0asm\x01\0\0\0")
+            check_layer(b"\0asm\x01\0\0\0", component)
                 .unwrap_err()
                 .contains("core")
         );
-        assert!(check_layer(b"\0asm\x0d\0\x01\0").is_ok());
-        assert!(check_layer(b"\0asm\x0d\0\x02\0").is_err());
+        assert!(check_layer(b"\0asm\x0d\0\x01\0", component).is_ok());
+        assert!(check_layer(b"\0asm\x0d\0\x02\0", component).is_err());
+    }
+
+    #[test]
+    fn tells_components_from_core_modules() {
+        let module = Kind::Module;
+        assert!(check_layer(b"\0asm\x01\0\0\0", module).is_ok());
+        assert!(
+            check_layer(b"\0asm\x0d\0\x01\0", module)
+                .unwrap_err()
+                .contains("WasmComponent")
+        );
+        assert!(check_layer(b"\0asm\x02\0\0\0", module).is_err());
+        assert!(check_layer(b"#!/bin/sh", module).is_err());
     }
 
     #[test]

@@ -1,36 +1,109 @@
-//! One configuration generation: the components its directives named.
+//! One configuration generation: the components and modules its directives
+//! named.
 //!
 //! The C side creates a [`Host`] before Apache reads its configuration, adds
-//! a component for every `WasmComponent` directive (compiling in the parent),
-//! and calls [`Host::child_init`] in every child process, which loads each
-//! distinct file once. Locations naming the same file share one
-//! [`HostedComponent`].
+//! a component for every `WasmComponent` directive and a module for every
+//! `WasmModule` (compiling in the parent), and calls [`Host::child_init`] in
+//! every child process, which loads each distinct file once. Locations
+//! naming the same file share one entry.
+//!
+//! `WasmModule` may also appear in `.htaccess` files, which Apache reads in
+//! the children while serving: those modules are compiled there, on first
+//! use, by [`Host::module_for_htaccess`].
 
-use crate::compile::{self, Artifact, Outcome};
+use crate::compile::{self, Artifact, FileIdentity, Kind, Outcome};
 use crate::component::{ComponentLinker, RequestState};
+use crate::legacy::{LegacyState, ModuleLinker};
 use crate::{engine, ticker};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
-use wasmtime::Engine;
+use std::sync::{Arc, Mutex, OnceLock};
 use wasmtime::component::Component;
+use wasmtime::{Engine, InstancePre, Module};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-/// The components of one configuration generation.
+/// The components and modules of one configuration generation.
 #[derive(Default)]
 pub struct Host {
-    // Shared, because the C side holds a pointer to each entry while more
-    // are added.
-    components: Vec<Arc<HostedComponent>>,
-    by_path: HashMap<PathBuf, usize>,
+    components: Registry<ProxyPre<RequestState>>,
+    modules: Registry<InstancePre<LegacyState>>,
+    /// Modules named in `.htaccess` files, compiled in this child, by
+    /// canonical path. A replaced file's module is dropped from here at
+    /// once, and freed when the last request holding it ends.
+    htaccess_modules: Mutex<HtaccessModules>,
     engine: Option<Engine>,
 }
 
-/// A component named by one or more directives.
-pub struct HostedComponent {
+/// `.htaccess` modules by canonical path, with the identity of the file they
+/// were compiled from.
+type HtaccessModules = HashMap<PathBuf, (FileIdentity, Arc<HostedModule>)>;
+
+/// A component or module named by one or more directives; `P` is what a
+/// child pre-instantiates from it.
+pub struct Hosted<P> {
     artifact: Arc<Artifact>,
     /// Set in each child by [`Host::child_init`].
-    pre: OnceLock<ProxyPre<RequestState>>,
+    pre: OnceLock<P>,
+}
+
+/// A component named by one or more `WasmComponent` directives.
+pub type HostedComponent = Hosted<ProxyPre<RequestState>>;
+
+/// A WASI preview1 module named by one or more `WasmModule` directives.
+pub type HostedModule = Hosted<InstancePre<LegacyState>>;
+
+impl<P> Hosted<P> {
+    fn new(artifact: Arc<Artifact>) -> Self {
+        Hosted {
+            artifact,
+            pre: OnceLock::new(),
+        }
+    }
+
+    /// The pre-instantiated component or module, once this child has loaded
+    /// it.
+    pub fn pre(&self) -> Option<&P> {
+        self.pre.get()
+    }
+}
+
+/// The distinct files of one kind, in the order first named. Entries are
+/// shared, because the C side holds a pointer to each while more are added.
+struct Registry<P> {
+    entries: Vec<Arc<Hosted<P>>>,
+    by_path: HashMap<PathBuf, usize>,
+}
+
+impl<P> Default for Registry<P> {
+    fn default() -> Self {
+        Registry {
+            entries: Vec::new(),
+            by_path: HashMap::new(),
+        }
+    }
+}
+
+impl<P> Registry<P> {
+    /// The entry for `artifact`'s file: the one an earlier directive made,
+    /// or a new one.
+    fn add(&mut self, artifact: Arc<Artifact>) -> &Arc<Hosted<P>> {
+        let index = match self.by_path.get(&artifact.path) {
+            Some(&index) => index,
+            None => {
+                self.by_path
+                    .insert(artifact.path.clone(), self.entries.len());
+                self.entries.push(Arc::new(Hosted::new(artifact)));
+                self.entries.len() - 1
+            }
+        };
+        &self.entries[index]
+    }
+
+    /// The loaded entry for the file at `canonical`, if a directive named it.
+    fn loaded(&self, canonical: &Path) -> Option<&Arc<Hosted<P>>> {
+        let entry = &self.entries[*self.by_path.get(canonical)?];
+        entry.pre().is_some().then_some(entry)
+    }
 }
 
 impl Host {
@@ -47,24 +120,71 @@ impl Host {
         path: &Path,
     ) -> Result<(&Arc<HostedComponent>, Outcome), String> {
         let (artifact, outcome) = compile::component(path)?;
-        let index = match self.by_path.get(&artifact.path) {
-            Some(&index) => index,
-            None => {
-                self.by_path
-                    .insert(artifact.path.clone(), self.components.len());
-                self.components.push(Arc::new(HostedComponent {
-                    artifact,
-                    pre: OnceLock::new(),
-                }));
-                self.components.len() - 1
-            }
-        };
-        Ok((&self.components[index], outcome))
+        Ok((self.components.add(artifact), outcome))
     }
 
-    /// Creates this process's engine and loads every component. A component
-    /// that fails to load is reported and left unloaded (its requests fail);
-    /// the others still serve.
+    /// Validates and compiles the WASI preview1 module at `path` (or takes
+    /// it from the cache), as [`Host::add_component`] does for components.
+    pub fn add_module(&mut self, path: &Path) -> Result<(&Arc<HostedModule>, Outcome), String> {
+        let (artifact, outcome) = compile::module(path)?;
+        Ok((self.modules.add(artifact), outcome))
+    }
+
+    /// The module at `path` for a `WasmModule` read from an `.htaccess` file
+    /// in this child: compiled with the child's engine on first use, and
+    /// again when the file changed. Several threads may ask at once; the
+    /// compiling happens outside the lock, so a slow compile holds up only
+    /// the requests that wait for it.
+    pub fn module_for_htaccess(&self, path: &Path) -> Result<Arc<HostedModule>, String> {
+        let Some(engine) = &self.engine else {
+            return Err(
+                "modules named in .htaccess files are loaded by the serving \
+                        processes only"
+                    .into(),
+            );
+        };
+        let (canonical, identity) = compile::identify(path)?;
+        if let Some(module) = self.modules.loaded(&canonical) {
+            // Also named in the server's configuration: loaded at start-up.
+            return Ok(module.clone());
+        }
+        let cached = |modules: &HtaccessModules| {
+            modules
+                .get(&canonical)
+                .filter(|(cached, _)| *cached == identity)
+                .map(|(_, module)| module.clone())
+        };
+        if let Some(module) = cached(&self.lock_htaccess_modules()) {
+            return Ok(module);
+        }
+        let shown = path.display();
+        let bytes = std::fs::read(&canonical).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        let serialized = compile::compile(engine, &bytes, Kind::Module)
+            .map_err(|why| format!("{shown}: {why}"))?;
+        let hosted = Arc::new(HostedModule::new(Arc::new(Artifact {
+            path: canonical.clone(),
+            serialized,
+        })));
+        let pre = load_module(engine, &hosted.artifact).map_err(|why| format!("{shown}: {why}"))?;
+        _ = hosted.pre.set(pre);
+        let mut modules = self.lock_htaccess_modules();
+        // Another thread may have compiled the same file meanwhile.
+        if let Some(module) = cached(&modules) {
+            return Ok(module);
+        }
+        modules.insert(canonical, (identity, hosted.clone()));
+        Ok(hosted)
+    }
+
+    fn lock_htaccess_modules(&self) -> std::sync::MutexGuard<'_, HtaccessModules> {
+        self.htaccess_modules
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Creates this process's engine and loads every component and module.
+    /// One that fails to load is reported and left unloaded (its requests
+    /// fail); the others still serve.
     pub fn child_init(&mut self) -> Result<(), String> {
         if self.engine.is_some() {
             return Err("the components are already loaded in this process".into());
@@ -74,7 +194,7 @@ impl Host {
         let linker =
             ComponentLinker::new(&engine).map_err(|e| format!("cannot build the linker: {e:#}"))?;
         let mut errors = Vec::new();
-        for hosted in &self.components {
+        for hosted in &self.components.entries {
             // SAFETY: the bytes were produced by `Component::serialize` in
             // this process tree (the parent, before fork) with the same
             // engine configuration; they never came from a file.
@@ -82,6 +202,12 @@ impl Host {
                 .map_err(|e| format!("{e:#}"))
                 .and_then(|component| linker.pre_instantiate(&component));
             match loaded {
+                Ok(pre) => _ = hosted.pre.set(pre),
+                Err(why) => errors.push(format!("{}: {why}", hosted.artifact.path.display())),
+            }
+        }
+        for hosted in &self.modules.entries {
+            match load_module(&engine, &hosted.artifact) {
                 Ok(pre) => _ = hosted.pre.set(pre),
                 Err(why) => errors.push(format!("{}: {why}", hosted.artifact.path.display())),
             }
@@ -95,9 +221,14 @@ impl Host {
     }
 }
 
-impl HostedComponent {
-    /// The pre-instantiated component, once this child has loaded it.
-    pub fn pre(&self) -> Option<&ProxyPre<RequestState>> {
-        self.pre.get()
-    }
+/// Deserializes and pre-instantiates a module compiled for `engine`'s
+/// configuration.
+fn load_module(engine: &Engine, artifact: &Artifact) -> Result<InstancePre<LegacyState>, String> {
+    // SAFETY: the bytes were produced by `Module::serialize` in this process
+    // tree with the same engine configuration; they never came from a file.
+    let module = unsafe { Module::deserialize(engine, &artifact.serialized) }
+        .map_err(|e| format!("{e:#}"))?;
+    ModuleLinker::new(engine)
+        .map_err(|e| format!("cannot build the linker: {e:#}"))?
+        .pre_instantiate(&module)
 }

@@ -13,6 +13,8 @@
 //!   [`host::Host::child_init`].
 //! * [`component`] serves one HTTP request with a fresh instance of a
 //!   `wasi:http/incoming-handler` component, streaming both bodies.
+//! * [`legacy`] serves one request with a fresh instance of a WASI preview1
+//!   module (`WasmModule`), stdin and stdout streaming.
 //! * [`sandbox::Sandbox`] is what one request's guest may use: its time and
 //!   memory limits and the capabilities its location grants, including the
 //!   [`outgoing`] HTTP rules. [`ticker`] enforces the time limit.
@@ -27,6 +29,7 @@ pub mod component;
 pub mod engine;
 pub mod ffi;
 pub mod host;
+pub mod legacy;
 pub mod log;
 pub mod outgoing;
 mod runtime;

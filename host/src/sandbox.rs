@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wasmtime::ResourceLimiter;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 /// `WasmTimeout` when none is configured.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -64,7 +65,13 @@ impl Default for Sandbox {
 impl Sandbox {
     /// The environment with later duplicates winning, in first-set order.
     pub fn environment(&self) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = Vec::with_capacity(self.env.len());
+        self.environment_over(Vec::new())
+    }
+
+    /// `base` (e.g. CGI variables) overridden and extended by `WasmEnv`, as
+    /// [`Sandbox::environment`] does.
+    pub fn environment_over(&self, base: Vec<(String, String)>) -> Vec<(String, String)> {
+        let mut env = base;
         for (name, value) in &self.env {
             match env.iter_mut().find(|(n, _)| n == name) {
                 Some(entry) => entry.1 = value.clone(),
@@ -72,6 +79,35 @@ impl Sandbox {
             }
         }
         env
+    }
+
+    /// Grants the sandbox's directories to a WASI context being built, and
+    /// denies sockets. Fails if a granted directory cannot be opened.
+    ///
+    /// Each directory takes the builder's `allow_blocking_current_thread`
+    /// as it is now: set that first.
+    pub fn grant_to(&self, wasi: &mut WasiCtxBuilder) -> Result<(), String> {
+        // No wasi:sockets: no TCP, no UDP, no name lookups (the address check
+        // already denies every address by default; this says it twice).
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        for dir in &self.dirs {
+            let perms = if dir.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            wasi.preopened_dir(&dir.host, &dir.guest, perms)
+                .map_err(|e| {
+                    format!(
+                        "cannot open the granted directory {} (as {}): {e:#}",
+                        dir.host.display(),
+                        dir.guest
+                    )
+                })?;
+        }
+        Ok(())
     }
 }
 

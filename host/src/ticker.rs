@@ -68,3 +68,18 @@ impl Drop for Serving {
         ACTIVE.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+/// Makes a guest in `store` stop at `deadline`: at every tick a running
+/// guest checks it; past it, the guest traps where it is
+/// (`Trap::Interrupt`); before it, it yields, so that the request's other
+/// tasks (streaming its output) get a turn.
+pub fn stop_at<T>(store: &mut wasmtime::Store<T>, deadline: std::time::Instant) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if std::time::Instant::now() >= deadline {
+            wasmtime::UpdateDeadline::Interrupt
+        } else {
+            wasmtime::UpdateDeadline::Yield(1)
+        })
+    });
+}

@@ -5,6 +5,7 @@ files), an ephemeral port on 127.0.0.1, and is ready when its port accepts
 connections. Run as root (as in CI), the children switch to www-data.
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -21,6 +22,9 @@ MODULE = ROOT / "target/apache/mod_wasm.so"
 WASM_DIR = ROOT / "target/wasm32-wasip2/release"
 HELLO = WASM_DIR / "hello.wasm"
 GUEST = WASM_DIR / "test_guest.wasm"
+# Legacy mode (WasmModule): WASI preview1 modules.
+WASIP1_DIR = ROOT / "target/wasm32-wasip1/release"
+LEGACY = WASIP1_DIR / "legacy_test_guest.wasm"
 APACHE = "/usr/sbin/apache2"
 MODULES = Path("/usr/lib/apache2/modules")
 START_TIMEOUT = 60
@@ -56,6 +60,19 @@ MaxRequestWorkers 4
 BAD_LEVEL = re.compile(r"\[[a-z_]*:(error|crit|alert|emerg)\]")
 CHILD_DIED = re.compile(r"exit signal|child process \d+ still did not exit|seg(mentation )?fault",
                         re.IGNORECASE)
+
+
+@contextlib.contextmanager
+def running(site, mpm, name, prepare=None):
+    """A started server for site under mpm; prepare(server) runs first."""
+    server = Apache(site, mpm=mpm, name=name)
+    try:
+        if prepare:
+            prepare(server)
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
 
 
 def free_port():
@@ -114,7 +131,8 @@ LoadModule wasm_module {MODULE}
 {MPM_SETTINGS[self.mpm]}
 KeepAliveTimeout 30
 Timeout 120
-""" + self.body.format(port=self.port, hello=HELLO, guest=GUEST, dir=self.dir)
+""" + self.body.format(port=self.port, hello=HELLO, guest=GUEST, legacy=LEGACY,
+                      dir=self.dir)
 
     def write_config(self):
         self.conf.write_text(self.config_text())

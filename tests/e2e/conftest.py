@@ -2,7 +2,7 @@
 
 import pytest
 
-from apache import Apache
+from apache import running
 
 MPMS = ["event", "prefork", "worker"]
 
@@ -82,12 +82,8 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="module", params=MPMS)
 def apache(request):
-    server = Apache(SITE, mpm=request.param, name=request.param)
-    try:
-        server.start()
+    with running(SITE, request.param, request.param) as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture(autouse=True)

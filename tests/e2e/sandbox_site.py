@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from apache import Apache
+from apache import running
 from conftest import MPMS
 
 SANDBOX_SITE = """
@@ -105,10 +105,5 @@ def prepare(server):
 
 @pytest.fixture(scope="module", params=MPMS)
 def apache(request):
-    server = Apache(SANDBOX_SITE, mpm=request.param, name=f"sandbox-{request.param}")
-    try:
-        prepare(server)
-        server.start()
+    with running(SANDBOX_SITE, request.param, f"sandbox-{request.param}", prepare) as server:
         yield server
-    finally:
-        server.cleanup()

@@ -130,6 +130,8 @@ def test_head_runs_the_guest_and_sends_no_body(apache):
         r = conn.request("HEAD", "/t/headers")
         assert r.status == 200
         assert r.all("x-multi") == [b"one", b"two"]
+        # The headers GET would have: no invented Content-Length: 0.
+        assert r.header("content-length") != b"0"
         # Had a body been sent, it would be read as the next response.
         again = conn.request("GET", "/t/status?code=201")
         assert again.status == 201

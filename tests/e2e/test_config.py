@@ -97,12 +97,16 @@ def test_one_file_in_many_locations_is_compiled_once():
 
 @pytest.mark.parametrize("directive", [
     f"WasmComponent {HELLO}",
-    # Limits and grants: a content author must not widen what a guest may do.
+    # Limits and network grants: a content author must not widen what a
+    # guest may do. (The legacy directives, WasmDir and WasmEnv included,
+    # are allowed under AllowOverride Options, as they were in the original
+    # mod_wasm: test_legacy_config.py.)
     "WasmAllowOutgoing *",
-    "WasmDir /tmp",
     "WasmTimeout 3600",
+    "WasmMemoryLimit 1G",
+    "WasmMaxInstances 5",
 ])
-def test_wasm_directives_are_not_allowed_in_htaccess(directive):
+def test_admin_directives_are_not_allowed_in_htaccess(directive):
     body = """
 LoadModule alias_module /usr/lib/apache2/modules/mod_alias.so
 <Directory {dir}/site>
@@ -143,19 +147,27 @@ BAD_DIRECTIVES = {
 }
 
 
+def assert_refused_at_its_line(body, directive, expected, name):
+    """Configtest of body fails at the line of directive, saying each of
+    the expected texts."""
+    server = Apache(body, name=name)
+    try:
+        word = directive.split()[0]
+        lines = server.config_text().splitlines()
+        line = next(i for i, text in enumerate(lines, 1) if text.strip().startswith(word))
+        code, output = server.configtest()
+        assert code != 0
+        assert f"line {line} of {server.conf}" in output, output
+        for text in expected:
+            assert text in output, output
+    finally:
+        server.cleanup()
+
+
 @pytest.mark.parametrize("case", sorted(BAD_DIRECTIVES))
 def test_bad_limit_or_grant_stops_start_up_naming_file_and_line(case):
     directive, reason = BAD_DIRECTIVES[case]
     body = LOCATION.replace("{path}", "{hello}").replace(
         "</Location>", f"    {directive}\n</Location>")
-    server = Apache(body, name=f"bad-{case}")
-    try:
-        name = directive.split()[0]
-        lines = server.config_text().splitlines()
-        line = next(i for i, text in enumerate(lines, 1) if text.strip().startswith(name))
-        code, output = server.configtest()
-        assert code != 0
-        assert f"line {line} of {server.conf}" in output, output
-        assert f"{name}: " in output and reason in output, output
-    finally:
-        server.cleanup()
+    expected = [f"{directive.split()[0]}: ", reason]
+    assert_refused_at_its_line(body, directive, expected, f"bad-{case}")

@@ -18,7 +18,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{Store, Trap};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -129,16 +129,7 @@ async fn exchange<S: BodySource>(
         RequestState::new(sandbox, log, memory_exceeded.clone()).map_err(ServeError::Internal)?;
     let mut store = Store::new(pre.engine(), state);
     store.limiter(|state| state.limiter());
-    // At every epoch tick a running guest checks its deadline: past it, it
-    // traps where it is; before it, it lets the request's other tasks run.
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        Ok(if Instant::now() >= deadline {
-            UpdateDeadline::Interrupt
-        } else {
-            UpdateDeadline::Yield(1)
-        })
-    });
+    ticker::stop_at(&mut store, deadline);
     let (response_tx, response_rx) = oneshot::channel();
     let mut http = store.data_mut().http();
     let incoming = http

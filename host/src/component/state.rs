@@ -7,7 +7,7 @@ use crate::sandbox::{MAX_FIELDS_SIZE, MAX_RESOURCES, MemoryLimiter, Sandbox};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// The data of a request's `Store`.
@@ -43,29 +43,10 @@ impl RequestState {
             LogKind::GuestStdout,
         )))
         .envs(&sandbox.environment())
-        // No wasi:sockets: no TCP, no UDP, no name lookups (the address check
-        // already denies every address by default; this says it twice).
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        // File operations run inline on the request's thread: the runtime has
-        // no blocking pool, and a thread per operation would cost more.
+        // File operations run inline on the request's thread: a thread
+        // hand-off per operation would cost more.
         .allow_blocking_current_thread(true);
-        for dir in &sandbox.dirs {
-            let perms = if dir.read_only {
-                FsPerms::ReadOnly
-            } else {
-                FsPerms::ReadWrite
-            };
-            wasi.preopened_dir(&dir.host, &dir.guest, perms)
-                .map_err(|e| {
-                    format!(
-                        "cannot open the granted directory {} (as {}): {e:#}",
-                        dir.host.display(),
-                        dir.guest
-                    )
-                })?;
-        }
+        sandbox.grant_to(&mut wasi)?;
         // Host-side state the guest creates is bounded too, or a guest under
         // a small WasmMemoryLimit could still fill the host's memory with
         // resources and header fields.

@@ -3,6 +3,7 @@
 
 use super::{mw_bytes, mw_header};
 use crate::component::{BodySource, ReadError, ResponseSink, SinkError};
+use crate::legacy::OutputSink;
 use crate::log::{LogKind, RequestLog};
 use http::HeaderMap;
 use std::ffi::c_void;
@@ -139,6 +140,16 @@ impl CBody {
         })
     }
 
+    /// A body for a legacy guest's stdin, which needs no response head.
+    pub(crate) fn stdin(exchange: &mw_exchange) -> Option<Self> {
+        exchange.send_data?;
+        Some(CBody {
+            ctx: exchange.ctx,
+            read: exchange.read_body?,
+            alive: Arc::new(AtomicBool::new(true)),
+        })
+    }
+
     pub(crate) fn alive_flag(&self) -> Arc<AtomicBool> {
         self.alive.clone()
     }
@@ -231,6 +242,45 @@ impl ResponseSink for CSink<'_> {
         let send_data = self.exchange.send_data.ok_or(SinkError)?;
         // SAFETY: `data` outlives the call.
         if succeeded(unsafe { send_data(self.exchange.ctx, data.as_ptr(), data.len(), flush) }) {
+            Ok(())
+        } else {
+            Err(SinkError)
+        }
+    }
+}
+
+type SendDataFn =
+    unsafe extern "C" fn(ctx: *mut c_void, data: *const u8, len: usize, flush: bool) -> u32;
+
+/// A legacy guest's stdout through `send_data`.
+pub(crate) struct COutput {
+    ctx: *mut c_void,
+    send_data: SendDataFn,
+    /// Shared with the request's [`CBody`]: no call after the request ended.
+    alive: Arc<AtomicBool>,
+}
+
+// SAFETY: as for `CBody`: only called on the serving thread, while the
+// request is alive; `Send` is required by WASI's stream types.
+unsafe impl Send for COutput {}
+
+impl COutput {
+    pub(crate) fn new(exchange: &mw_exchange, body: &CBody) -> Option<Self> {
+        Some(COutput {
+            ctx: exchange.ctx,
+            send_data: exchange.send_data?,
+            alive: body.alive_flag(),
+        })
+    }
+}
+
+impl OutputSink for COutput {
+    fn write(&mut self, data: &[u8], flush: bool) -> Result<(), SinkError> {
+        if !self.alive.load(Ordering::Acquire) {
+            return Err(SinkError);
+        }
+        // SAFETY: the request is alive; `data` outlives the call.
+        if succeeded(unsafe { (self.send_data)(self.ctx, data.as_ptr(), data.len(), flush) }) {
             Ok(())
         } else {
             Err(SinkError)

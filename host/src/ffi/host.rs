@@ -68,18 +68,49 @@ pub unsafe extern "C" fn mw_host_add_component(
     err: *mut c_char,
     err_len: usize,
 ) -> mw_result {
+    // SAFETY: the caller's contract.
+    unsafe {
+        add_file(
+            host,
+            path,
+            component_out,
+            compiled_out,
+            err,
+            err_len,
+            |host, path| {
+                host.add_component(path)
+                    .map(|(hosted, outcome)| (Arc::as_ptr(hosted).cast(), outcome))
+            },
+        )
+    }
+}
+
+/// The body of `mw_host_add_component` and `mw_host_add_module`: `add`
+/// names the file's entry in the host.
+///
+/// # Safety
+/// As for those functions.
+pub(crate) unsafe fn add_file<T>(
+    host: *mut mw_host,
+    path: mw_bytes,
+    entry_out: *mut *const T,
+    compiled_out: *mut bool,
+    err: *mut c_char,
+    err_len: usize,
+    add: impl FnOnce(&mut Host, &Path) -> Result<(*const T, Outcome), String>,
+) -> mw_result {
     let err = ErrorBuf::new(err, err_len);
     guarded(err, || {
-        if host.is_null() || component_out.is_null() || compiled_out.is_null() {
+        if host.is_null() || entry_out.is_null() || compiled_out.is_null() {
             return err.fail(mw_result::NullArgument, "NULL argument");
         }
         // SAFETY: the caller's contract.
         let (host, path) = unsafe { (&mut *host.cast::<Host>(), path.as_slice()) };
-        match host.add_component(Path::new(OsStr::from_bytes(path))) {
-            Ok((hosted, outcome)) => {
+        match add(host, Path::new(OsStr::from_bytes(path))) {
+            Ok((entry, outcome)) => {
                 // SAFETY: checked for NULL above.
                 unsafe {
-                    *component_out = Arc::as_ptr(hosted).cast::<mw_component>();
+                    *entry_out = entry;
                     *compiled_out = outcome == Outcome::Compiled;
                 }
                 mw_result::Ok

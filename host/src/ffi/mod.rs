@@ -12,10 +12,12 @@
 mod error;
 mod exchange;
 mod host;
+mod module;
 mod sandbox;
 
 pub use exchange::*;
 pub use host::*;
+pub use module::*;
 pub use sandbox::*;
 
 /// A borrowed view of bytes owned by the caller.

@@ -1,0 +1,352 @@
+/* Serving a request with a WASI preview1 module (legacy mode, as VMware's
+ * mod_wasm 0.12 did): arguments and environment (the CGI variables in CGI
+ * mode), the request body as stdin, stdout as the response. In CGI mode the
+ * response begins with CGI headers, which httpd's own parser reads, and
+ * Location and conditional requests are handled as mod_cgi handles them. */
+#include "mod_wasm.h"
+
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "util_script.h"
+#include "apr_strings.h"
+
+APLOG_USE_MODULE(wasm);
+
+/* CGI headers are buffered until the blank line that ends them, up to this
+ * many bytes; a script that writes more without one is broken. */
+#define MW_CGI_HEAD_MAX (64 * 1024)
+
+/* One request. The exchange comes first: the shared callbacks in
+ * exchange.c take the same pointer as their context. */
+typedef struct {
+    mw_exchange_ctx x;
+    int wrote;            /* the guest wrote to stdout                      */
+    int head_done;        /* CGI headers read (from the start in plain mode) */
+    char *head;           /* CGI: stdout until the blank line              */
+    apr_size_t head_len;
+    int answer;           /* CGI: OK, or the status the headers decided on
+                           * instead of passing the body (302, 304, 412), or
+                           * 502 when they were malformed                  */
+    const char *redirect; /* CGI: a local Location to redirect to          */
+} legacy_ctx;
+
+/* Whether buf holds a complete header block: it begins with a blank line,
+ * or has one after a header line. */
+static int head_complete(const char *buf, apr_size_t len)
+{
+    apr_size_t i;
+    if ((len >= 1 && buf[0] == '\n') || (len >= 2 && buf[0] == '\r' && buf[1] == '\n')) {
+        return 1;
+    }
+    for (i = 0; i + 1 < len; i++) {
+        if (buf[i] == '\n' &&
+            (buf[i + 1] == '\n' || (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n'))) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Reads the CGI headers buffered so far with httpd's parser, and decides
+ * what happens to the body. MW_IO_FAILED stops the guest: its output is
+ * not a response. */
+static uint32_t read_head(legacy_ctx *lc)
+{
+    request_rec *r = lc->x.r;
+    apr_bucket_alloc_t *alloc = r->connection->bucket_alloc;
+    apr_bucket_brigade *bb = apr_brigade_create(r->pool, alloc);
+    const char *location;
+    int ret;
+
+    lc->head_done = 1;
+    if (lc->head_len > 0) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_pool_create(lc->head, lc->head_len, r->pool,
+                                                           alloc));
+    }
+    ret = ap_scan_script_header_err_brigade_ex(r, bb, NULL, APLOG_MODULE_INDEX);
+    if (ret == HTTP_NOT_MODIFIED || ret == HTTP_PRECONDITION_FAILED) {
+        /* The script's validators meet the request's conditions. */
+        lc->answer = ret;
+        apr_brigade_cleanup(bb);
+        return MW_IO_OK;
+    }
+    if (ret != OK) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "MW00022: the CGI headers of %s (%s) are malformed (the line before "
+                      "says how); answering 502", r->uri, lc->x.conf->where);
+        /* The parser left its reason for the error page too: the client
+         * gets the status, the log gets the details. */
+        apr_table_unset(r->notes, "error-notes");
+        lc->answer = HTTP_BAD_GATEWAY;
+        apr_brigade_cleanup(bb);
+        return MW_IO_FAILED;
+    }
+    location = apr_table_get(r->headers_out, "Location");
+    if (location && r->status == HTTP_OK) {
+        /* As mod_cgi: a local path is an internal redirect, anything else
+         * a 302, and the script's body is dropped either way. */
+        if (location[0] == '/') {
+            lc->redirect = location;
+        }
+        else {
+            lc->answer = HTTP_MOVED_TEMPORARILY;
+        }
+        apr_brigade_cleanup(bb);
+        return MW_IO_OK;
+    }
+    /* What followed the blank line is the start of the body. */
+    APR_BRIGADE_CONCAT(lc->x.out, bb);
+    return MW_IO_OK;
+}
+
+/* Buffers stdout until the CGI headers are complete. Returns the bytes of
+ * data it took, or -1 when the guest must stop. */
+static apr_ssize_t take_head(legacy_ctx *lc, const uint8_t *data, size_t len)
+{
+    request_rec *r = lc->x.r;
+    apr_size_t room, take;
+
+    if (!lc->head) {
+        lc->head = apr_palloc(r->pool, MW_CGI_HEAD_MAX);
+    }
+    room = MW_CGI_HEAD_MAX - lc->head_len;
+    take = len < room ? len : room;
+    memcpy(lc->head + lc->head_len, data, take);
+    lc->head_len += take;
+    if (head_complete(lc->head, lc->head_len)) {
+        return read_head(lc) == MW_IO_OK ? (apr_ssize_t)take : -1;
+    }
+    if (lc->head_len == MW_CGI_HEAD_MAX) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "MW00025: %s (%s) wrote %d bytes without ending its CGI headers; "
+                      "answering 502", r->uri, lc->x.conf->where, MW_CGI_HEAD_MAX);
+        lc->answer = HTTP_BAD_GATEWAY;
+        return -1;
+    }
+    return (apr_ssize_t)take;
+}
+
+/* The guest's stdout: the response body (after the CGI headers in CGI
+ * mode). HEAD requests run the guest and pass its body as for GET, as
+ * mod_cgi does; Apache's HTTP header filter drops it. */
+static uint32_t send_stdout(void *ctx, const uint8_t *data, size_t len, bool flush)
+{
+    legacy_ctx *lc = ctx;
+    request_rec *r = lc->x.r;
+    apr_bucket_alloc_t *alloc = r->connection->bucket_alloc;
+
+    if (r->eos_sent) {
+        return MW_IO_FAILED;
+    }
+    lc->wrote |= len > 0;
+    if (!lc->head_done) {
+        apr_ssize_t took = take_head(lc, data, len);
+        if (took < 0) {
+            return MW_IO_FAILED;
+        }
+        data += took;
+        len -= (size_t)took;
+        if (!lc->head_done) {
+            return MW_IO_OK;
+        }
+    }
+    if (lc->answer != OK || lc->redirect) {
+        apr_brigade_cleanup(lc->x.out);
+        return MW_IO_OK;
+    }
+    if (len > 0) {
+        APR_BRIGADE_INSERT_TAIL(lc->x.out,
+                                apr_bucket_transient_create((const char *)data, len, alloc));
+    }
+    if (flush) {
+        APR_BRIGADE_INSERT_TAIL(lc->x.out, apr_bucket_flush_create(alloc));
+    }
+    if (APR_BRIGADE_EMPTY(lc->x.out)) {
+        return MW_IO_OK;
+    }
+    return mw_pass_out(&lc->x);
+}
+
+/* SCRIPT_FILENAME as the guest sees it: the host path under the longest
+ * WasmDir/WasmMapDir directory that contains it, moved to that
+ * directory's guest path. Unchanged when no grant contains it. */
+static const char *guest_filename(request_rec *r, const mw_dir_config *conf,
+                                  const char *filename)
+{
+    const mw_dir *dirs = (const mw_dir *)conf->dirs->elts;
+    const mw_dir *best = NULL;
+    int i;
+
+    for (i = 0; i < conf->dirs->nelts; i++) {
+        size_t len = dirs[i].host.len;
+        const char *host = (const char *)dirs[i].host.ptr;
+        while (len > 1 && host[len - 1] == '/') {
+            len--; /* "/srv/app/" contains "/srv/app/x" as "/srv/app" does */
+        }
+        if (strncmp(filename, host, len) == 0 &&
+            (filename[len] == '/' || filename[len] == '\0' || (len == 1 && host[0] == '/')) &&
+            (!best || len > best->host.len)) {
+            best = &dirs[i];
+        }
+    }
+    if (!best) {
+        return filename;
+    }
+    {
+        size_t host_len = best->host.len, guest_len = best->guest.len;
+        const char *host = (const char *)best->host.ptr, *guest = (const char *)best->guest.ptr;
+        const char *rest;
+        while (host_len > 1 && host[host_len - 1] == '/') {
+            host_len--;
+        }
+        rest = filename + (host_len == 1 ? 0 : host_len);
+        while (guest_len > 1 && guest[guest_len - 1] == '/' && *rest == '/') {
+            guest_len--;
+        }
+        if (guest_len > 0 && guest[guest_len - 1] == '/' && *rest == '/') {
+            rest++;
+        }
+        return apr_pstrcat(r->pool, apr_pstrmemdup(r->pool, guest, guest_len), rest, NULL);
+    }
+}
+
+/* The CGI variables of r, as mod_cgi gives them to a script. */
+static apr_array_header_t *cgi_variables(request_rec *r, const mw_dir_config *conf)
+{
+    const apr_array_header_t *vars;
+    const apr_table_entry_t *var;
+    apr_array_header_t *env;
+    int i;
+
+    ap_add_common_vars(r);
+    ap_add_cgi_vars(r);
+    /* Apache's own PATH names host directories a WASI program can neither
+     * see nor execute from; WasmEnv can set one. */
+    apr_table_unset(r->subprocess_env, "PATH");
+    if (conf->map_cgi_filenames == 1) {
+        const char *filename = apr_table_get(r->subprocess_env, "SCRIPT_FILENAME");
+        if (filename) {
+            apr_table_setn(r->subprocess_env, "SCRIPT_FILENAME",
+                           guest_filename(r, conf, filename));
+        }
+    }
+    vars = apr_table_elts(r->subprocess_env);
+    var = (const apr_table_entry_t *)vars->elts;
+    env = apr_array_make(r->pool, vars->nelts, sizeof(mw_header));
+    for (i = 0; i < vars->nelts; i++) {
+        if (var[i].key && var[i].val) {
+            *(mw_header *)apr_array_push(env) = (mw_header){
+                {(const uint8_t *)var[i].key, strlen(var[i].key)},
+                {(const uint8_t *)var[i].val, strlen(var[i].val)}};
+        }
+    }
+    return env;
+}
+
+/* argv: the module's file name, then WasmArg. */
+static apr_array_header_t *arguments(request_rec *r, const mw_dir_config *conf)
+{
+    const char *const *args = (const char *const *)conf->args->elts;
+    apr_array_header_t *argv = apr_array_make(r->pool, conf->args->nelts + 1, sizeof(mw_bytes));
+    int i;
+
+    *(mw_bytes *)apr_array_push(argv) =
+        (mw_bytes){(const uint8_t *)conf->module_name, strlen(conf->module_name)};
+    for (i = 0; i < conf->args->nelts; i++) {
+        *(mw_bytes *)apr_array_push(argv) = (mw_bytes){(const uint8_t *)args[i], strlen(args[i])};
+    }
+    return argv;
+}
+
+/* Ends the request after the guest exited with `status` (rv OK), or
+ * failed. */
+static int finish(legacy_ctx *lc, mw_result rv, int32_t status, const char *err)
+{
+    request_rec *r = lc->x.r;
+    const char *where = lc->x.conf->where;
+
+    if (rv != MW_RESULT_OK) {
+        if (lc->answer == HTTP_BAD_GATEWAY && !lc->x.passed) {
+            /* Malformed CGI headers stopped the guest; already logged. */
+            mw_forget_head(&lc->x);
+            return HTTP_BAD_GATEWAY;
+        }
+        return mw_finish(&lc->x, rv, err);
+    }
+    if (status != 0 && !lc->wrote) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "MW00023: %s (%s) exited with status %d before writing anything",
+                      r->uri, where, (int)status);
+        mw_forget_head(&lc->x);
+        return lc->x.read_status != OK ? lc->x.read_status : HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (status != 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "MW00024: %s (%s) exited with status %d after writing its response",
+                      r->uri, where, (int)status);
+    }
+    if (!lc->head_done && read_head(lc) != MW_IO_OK) {
+        mw_forget_head(&lc->x);
+        return HTTP_BAD_GATEWAY;
+    }
+    if (lc->x.read_status != OK && !lc->x.passed) {
+        mw_forget_head(&lc->x);
+        return lc->x.read_status;
+    }
+    if (lc->redirect) {
+        /* As mod_cgi: the redirected request is a GET without a body. */
+        ap_discard_request_body(r);
+        r->method = "GET";
+        r->method_number = M_GET;
+        apr_table_unset(r->headers_in, "Content-Length");
+        ap_internal_redirect_handler(lc->redirect, r);
+        return OK;
+    }
+    if (lc->answer == HTTP_NOT_MODIFIED) {
+        r->status = HTTP_NOT_MODIFIED;
+        return OK;
+    }
+    if (lc->answer != OK) {
+        return lc->answer;
+    }
+    return mw_finish(&lc->x, MW_RESULT_OK, err);
+}
+
+int mw_serve_module(request_rec *r, const mw_dir_config *conf)
+{
+    legacy_ctx *lc = apr_pcalloc(r->pool, sizeof(*lc));
+    apr_array_header_t *argv, *env = NULL;
+    mw_invocation invocation;
+    mw_sandbox sandbox = mw_sandbox_of(conf);
+    mw_exchange exchange;
+    char err[MW_ERROR_LEN] = "";
+    int32_t exit_status = 0;
+    mw_result rv;
+    int status;
+
+    if ((status = mw_take_instance(r, conf)) != OK) {
+        return status;
+    }
+    mw_exchange_init(&lc->x, r, conf);
+    lc->answer = OK;
+    lc->head_done = conf->cgi != 1;
+    argv = arguments(r, conf);
+    if (conf->cgi == 1) {
+        env = cgi_variables(r, conf);
+    }
+    invocation = (mw_invocation){
+        .args = (const mw_bytes *)argv->elts,
+        .args_len = (size_t)argv->nelts,
+        .env = env ? (const mw_header *)env->elts : NULL,
+        .env_len = env ? (size_t)env->nelts : 0,
+        .entry_point = {(const uint8_t *)conf->entry_point,
+                        conf->entry_point ? strlen(conf->entry_point) : 0},
+    };
+    exchange = (mw_exchange){lc, mw_read_body, NULL, send_stdout, mw_log_line};
+
+    rv = mw_module_serve(conf->module, &invocation, &sandbox, &exchange, &exit_status, err,
+                         sizeof(err));
+    mw_release_instance(conf);
+    return finish(lc, rv, exit_status, err);
+}
