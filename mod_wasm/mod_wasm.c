@@ -59,12 +59,16 @@ static int wasm_handler(request_rec *r)
     }
     conf = ap_get_module_config(r->per_dir_config, &wasm_module);
     if (conf->module) {
-        /* A content author's module is a script: it needs what a CGI
-         * script needs (AllowOverride Options=Indexes must not do). */
-        if (conf->module_in_htaccess && !(ap_allow_options(r) & OPT_EXECCGI)) {
+        /* A content author's module, or the grants a content author gave a
+         * module, make it their script: it needs what a CGI script needs
+         * (AllowOverride Options=Indexes must not be enough). */
+        if ((conf->module_in_htaccess || conf->htaccess_grant) &&
+            !(ap_allow_options(r) & OPT_EXECCGI)) {
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                          "MW00027: %s (%s) is refused: a module named in an .htaccess "
-                          "file runs only where Options ExecCGI is on", r->uri, conf->where);
+                          "MW00027: %s (%s) is refused: a module named or given grants in "
+                          "an .htaccess file (%s) runs only where Options ExecCGI is on",
+                          r->uri, conf->where,
+                          conf->htaccess_grant ? conf->htaccess_grant : "WasmModule");
             return HTTP_FORBIDDEN;
         }
         return mw_serve_module(r, conf);

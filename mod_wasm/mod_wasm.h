@@ -32,7 +32,8 @@ typedef struct {
     const mw_module *module;       /* compiled WasmModule, or NULL         */
     const char *module_name;       /* its file name: argv[0]               */
     int module_in_htaccess;        /* the module was named in an .htaccess
-                                    * file: it runs only where Options
+                                    * file: it (like a module given grants
+                                    * there) runs only where Options
                                     * ExecCGI is on                         */
     const char *where;             /* "WasmComponent <path> in <section> at
                                     * <file>:<line>", for log lines         */

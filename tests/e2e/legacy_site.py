@@ -28,6 +28,14 @@ DocumentRoot {dir}/htdocs
     AllowOverride FileInfo Options=Indexes
     Options -ExecCGI
 </Directory>
+# The admin's module, where an .htaccess may not add grants without ExecCGI.
+<Directory {dir}/htdocs/admin-module>
+    SetHandler wasm-handler
+    WasmModule {legacy}
+    WasmArg env
+    AllowOverride Options=Indexes
+    Options -ExecCGI
+</Directory>
 # An admin's component: an .htaccess may not widen its grants.
 <Directory {dir}/htdocs/component>
     SetHandler wasm-handler
@@ -197,6 +205,7 @@ def prepare(server):
         "no-options": f"SetHandler wasm-handler\nWasmModule {LEGACY}\n",
         "no-execcgi": f"SetHandler wasm-handler\nWasmModule {LEGACY}\nWasmArg hello\n",
         "component": "WasmEnv FROM htaccess\n",
+        "admin-module": "WasmDir /\n",
     }
     for name, text in htaccess.items():
         (root / "htdocs" / name).mkdir()

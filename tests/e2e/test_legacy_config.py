@@ -5,7 +5,7 @@ mod_wasm 0.12 works unchanged."""
 
 import pytest
 
-from apache import HELLO, WASIP1_DIR, Apache
+from apache import HELLO, LEGACY, WASIP1_DIR, Apache
 from http1 import request
 from legacy_site import apache  # noqa: F401 (the fixture)
 from test_config import assert_refused_at_its_line
@@ -57,6 +57,23 @@ def test_bad_module_stops_start_up_naming_file_line_and_path(tmp_path, case):
         server.cleanup()
 
 
+def test_one_module_in_many_locations_is_compiled_once():
+    body = "".join(MODULE_LOCATION.replace("/x", f"/x{i}").replace("{path}", "{legacy}")
+                   for i in range(3))
+    server = Apache(body, name="shared-module")
+    try:
+        server.start()
+        for i in range(3):
+            r = request(server.port, "GET", f"/x{i}")
+            assert r.status == 200 and r.body == b"unknown mode ''\n"
+        # Read twice at start-up, three locations each (as for components).
+        console = server.console_log.read_text() + server.error_log.read_text()
+        assert console.count(f"MW00001: compiled {LEGACY}") == 1, console
+        assert console.count(f"MW00001: reused compiled {LEGACY}") == 5, console
+    finally:
+        server.cleanup()
+
+
 BAD_DIRECTIVES = {
     "both-guests": (f"WasmComponent {HELLO}",
                     "serves a component (WasmComponent) or a module (WasmModule), not both"),
@@ -99,11 +116,15 @@ def test_htaccess_cannot_set_limits_or_use_modules_without_options(apache, targe
 
 
 @pytest.mark.allow_log("MW00027")
-def test_an_htaccess_module_needs_execcgi(apache):
-    r = request(apache.port, "GET", "/no-execcgi/")
+@pytest.mark.parametrize("target, cause", [
+    ("/no-execcgi/", "(WasmModule)"),
+    ("/admin-module/", "(WasmDir at "),
+])
+def test_an_htaccess_module_or_grant_needs_execcgi(apache, target, cause):
+    r = request(apache.port, "GET", target)
     assert r.status == 403
     line = next(l for l in apache.wait_for_log("MW00027") if "MW00027" in l)
-    assert "Options ExecCGI" in line, line
+    assert "Options ExecCGI" in line and cause in line, line
 
 
 def test_a_changed_htaccess_module_is_compiled_again(apache):
