@@ -34,4 +34,5 @@ pub mod log;
 pub mod outgoing;
 mod runtime;
 pub mod sandbox;
+pub mod stdio;
 pub mod ticker;

@@ -3,13 +3,9 @@
 //! way. A component's stdout is not its response, so anything written there
 //! is a diagnostic too.
 
-use bytes::Bytes;
-use std::pin::Pin;
+use super::SinkError;
+use crate::stdio::OutputTarget;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use tokio::io::AsyncWrite;
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 /// A longer line is logged in pieces of this size, so that a guest cannot
 /// make the host buffer without bound by never writing a newline.
@@ -76,8 +72,9 @@ impl Drop for Lines {
     }
 }
 
-/// One of the guest's output streams: every stream WASI opens on it shares
-/// one line buffer.
+/// One of the guest's output streams as lines (wrap it in
+/// [`GuestStream`](crate::stdio::GuestStream) for WASI): every stream WASI
+/// opens on it shares one line buffer.
 #[derive(Clone)]
 pub struct GuestOutput(Arc<Mutex<Lines>>);
 
@@ -100,58 +97,10 @@ impl GuestOutput {
     }
 }
 
-impl IsTerminal for GuestOutput {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for GuestOutput {
-    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.clone())
-    }
-}
-
-#[async_trait::async_trait]
-impl Pollable for GuestOutput {
-    async fn ready(&mut self) {}
-}
-
-impl OutputStream for GuestOutput {
-    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.push(&bytes);
+impl OutputTarget for GuestOutput {
+    fn push(&self, bytes: &[u8]) -> Result<(), SinkError> {
+        GuestOutput::push(self, bytes);
         Ok(())
-    }
-
-    fn flush(&mut self) -> StreamResult<()> {
-        Ok(())
-    }
-
-    fn check_write(&mut self) -> StreamResult<usize> {
-        Ok(64 * 1024)
-    }
-}
-
-impl AsyncWrite for GuestOutput {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        self.push(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
     }
 }
 

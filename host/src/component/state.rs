@@ -4,6 +4,7 @@ use super::GuestOutput;
 use crate::log::{LogKind, RequestLog, StreamLog};
 use crate::outgoing::OutgoingHooks;
 use crate::sandbox::{MAX_FIELDS_SIZE, MAX_RESOURCES, MemoryLimiter, Sandbox};
+use crate::stdio::GuestStream;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use wasmtime::component::ResourceTable;
@@ -34,14 +35,14 @@ impl RequestState {
         memory_exceeded: Arc<AtomicBool>,
     ) -> Result<Self, String> {
         let mut wasi = WasiCtx::builder();
-        wasi.stderr(GuestOutput::new(StreamLog::new(
+        wasi.stderr(GuestStream(GuestOutput::new(StreamLog::new(
             log.clone(),
             LogKind::GuestStderr,
-        )))
-        .stdout(GuestOutput::new(StreamLog::new(
+        ))))
+        .stdout(GuestStream(GuestOutput::new(StreamLog::new(
             log.clone(),
             LogKind::GuestStdout,
-        )))
+        ))))
         .envs(&sandbox.environment())
         // File operations run inline on the request's thread: a thread
         // hand-off per operation would cost more.

@@ -4,6 +4,7 @@ use super::{Stdin, Stdout};
 use crate::component::GuestOutput;
 use crate::log::{LogKind, RequestLog, StreamLog};
 use crate::sandbox::{MAX_RESOURCES, MemoryLimiter, Sandbox};
+use crate::stdio::GuestStream;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -33,8 +34,11 @@ impl LegacyState {
         wasi.args(args)
             .envs(env)
             .stdin(stdio.0)
-            .stdout(stdio.1)
-            .stderr(GuestOutput::new(StreamLog::new(log, LogKind::GuestStderr)))
+            .stdout(GuestStream(stdio.1))
+            .stderr(GuestStream(GuestOutput::new(StreamLog::new(
+                log,
+                LogKind::GuestStderr,
+            ))))
             // With blocking allowed on the current thread, preview1's
             // `poll_oneoff` sleeps with `std::thread::sleep`: a sleeping
             // guest would hold the request's runtime, its output and its

@@ -7,13 +7,14 @@
 
 use crate::component::{BodySource, SinkError};
 use crate::sandbox::MAX_BODY_CHUNK;
+use crate::stdio::OutputTarget;
 use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
-use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
+use tokio::io::{AsyncRead, ReadBuf};
+use wasmtime_wasi::cli::{IsTerminal, StdinStream};
+use wasmtime_wasi::p2::{InputStream, Pollable, StreamError, StreamResult};
 
 /// Where a legacy guest's stdout goes: in Apache, the response (through
 /// CGI header parsing in CGI mode).
@@ -120,9 +121,10 @@ impl AsyncRead for Stdin {
     }
 }
 
-/// The guest's stdout: collected into chunks of [`MAX_BODY_CHUNK`] for the
-/// sink, and flushed by [`Stdout::flush_pending`] (called every epoch tick)
-/// so that what the guest wrote reaches the client while it goes on.
+/// The guest's stdout (wrap it in [`GuestStream`](crate::stdio::GuestStream)
+/// for WASI): collected into chunks of [`MAX_BODY_CHUNK`] for the sink, and
+/// flushed by [`Stdout::flush_pending`] (called every epoch tick) so that
+/// what the guest wrote reaches the client while it goes on.
 #[derive(Clone)]
 pub struct Stdout(Arc<Mutex<StdoutState>>);
 
@@ -216,71 +218,17 @@ impl StdoutState {
     }
 }
 
-impl IsTerminal for Stdout {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for Stdout {
-    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.clone())
-    }
-}
-
-#[async_trait::async_trait]
-impl Pollable for Stdout {
-    async fn ready(&mut self) {}
-}
-
-impl OutputStream for Stdout {
-    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        // A guest whose output nobody takes is stopped: a trap, not an error
-        // it could ignore and go on computing for nothing.
-        self.push(&bytes)
-            .map_err(|SinkError| StreamError::trap("the response could not be delivered"))
-    }
-
-    fn flush(&mut self) -> StreamResult<()> {
-        // WASI preview1 flushes after every 4 KiB piece of every write; the
-        // real flush is timed (see `flush_pending`).
-        Ok(())
-    }
-
-    fn check_write(&mut self) -> StreamResult<usize> {
-        Ok(MAX_BODY_CHUNK)
-    }
-}
-
-impl AsyncWrite for Stdout {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(
-            self.push(buf)
-                .map(|()| buf.len())
-                .map_err(|SinkError| std::io::ErrorKind::BrokenPipe.into()),
-        )
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
+impl OutputTarget for Stdout {
+    fn push(&self, bytes: &[u8]) -> Result<(), SinkError> {
+        Stdout::push(self, bytes)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stdio::GuestStream;
+    use wasmtime_wasi::p2::OutputStream;
 
     #[derive(Clone, Default)]
     struct Record(Arc<Mutex<Vec<(usize, bool)>>>);
@@ -314,12 +262,13 @@ mod tests {
 
     #[test]
     fn refuses_every_write_after_the_sink_refused_one() {
-        let mut stdout = Stdout::new(Refuse);
+        let stdout = Stdout::new(Refuse);
         stdout.push(b"fits in the buffer").unwrap();
         assert!(stdout.flush_pending().is_err());
         assert!(stdout.refused());
+        let mut stream = GuestStream(stdout);
         assert!(matches!(
-            OutputStream::write(&mut stdout, Bytes::from_static(b"more")),
+            OutputStream::write(&mut stream, Bytes::from_static(b"more")),
             Err(StreamError::Trap(_))
         ));
     }
