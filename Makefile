@@ -13,6 +13,9 @@ WASM_TARGET  := wasm32-wasip2
 # Legacy mode (WasmModule) runs WASI preview1 core modules.
 WASIP1_TARGET := wasm32-wasip1
 WASIP1_DIR   := target/$(WASIP1_TARGET)/release
+WASM_DIR     := target/$(WASM_TARGET)/release
+# Components written with guest-sdk, built by cargo for wasm32-wasip2.
+SDK_GUESTS   := hello json-api streaming upload-hash static-files proxy
 HOST_LIB     := target/release/libmod_wasm_host.a
 MODULE       := target/apache/mod_wasm.so
 # C guests: Debian's clang and wasi-libc (installed by scripts/install-deps).
@@ -37,11 +40,27 @@ host: $(HOST_LIB)
 $(HOST_LIB): deps FORCE
 	$(CARGO) build --release --locked -p mod-wasm-host
 
-guests: deps
-	$(CARGO) build --release --locked --target $(WASM_TARGET) -p hello -p test-guest
+guests: deps $(WASM_DIR)/python_hello.wasm $(WASM_DIR)/js_hello.wasm target/cargo-component/hello.wasm
+	$(CARGO) build --release --locked --target $(WASM_TARGET) $(SDK_GUESTS:%=-p %) -p test-guest \
+	    -p sdk-test-guest
 	$(CARGO) build --release --locked --target $(WASIP1_TARGET) -p legacy-hello -p cgi-echo \
 	    -p list-dir -p legacy-test-guest
 	clang $(C_GUEST_CFLAGS) -o $(WASIP1_DIR)/c_cgi.wasm examples/c-cgi/cgi.c
+
+# Python and JavaScript examples, with componentize-py (PyPI) and
+# componentize-js (npm) fetched into target/tools on first use.
+$(WASM_DIR)/python_hello.wasm: examples/python-hello/app.py scripts/build-foreign-guests Cargo.lock
+	scripts/build-foreign-guests python $@
+$(WASM_DIR)/js_hello.wasm: examples/js-hello/app.js scripts/build-foreign-guests Cargo.lock
+	scripts/build-foreign-guests js $@
+
+# The hello example built the other supported way, with cargo-component
+# (wasm32-wasip1 plus the WASI adapter), to show guest-sdk works with both.
+# Its own target directory keeps it apart from the legacy modules.
+target/cargo-component/hello.wasm: FORCE
+	scripts/install-cargo-component
+	$(CARGO) component build --release --locked -p hello --target-dir target/cargo-component/build
+	cp target/cargo-component/build/$(WASIP1_TARGET)/release/hello.wasm $@
 
 # apxs compiles next to the sources; the result is copied to target/apache.
 # apxs hands -Wl,X to libtool as X, which drops linker flags it does not
@@ -59,12 +78,14 @@ run: build
 
 test: build
 	$(CARGO) fmt --all --check
-	$(CARGO) test --release --locked -p mod-wasm-host
+	$(CARGO) test --release --locked -p mod-wasm-host -p mod-wasm-guest
 	$(PYTHON) -m pytest tests/e2e
 
 lint: deps
 	$(CARGO) clippy --release --locked -p mod-wasm-host -- -D warnings
-	$(CARGO) clippy --release --locked --target $(WASM_TARGET) -p mod-wasm-guest -p hello -p test-guest -- -D warnings
+	$(CARGO) clippy --release --locked --target $(WASM_TARGET) -p mod-wasm-guest $(SDK_GUESTS:%=-p %) \
+	    -p test-guest -p sdk-test-guest -- -D warnings
+	$(CARGO) clippy --release --locked -p mod-wasm-guest -p mod-wasm-guest-macro --all-targets -- -D warnings
 	$(CARGO) clippy --release --locked --target $(WASIP1_TARGET) -p legacy-hello -p cgi-echo \
 	    -p list-dir -p legacy-test-guest -- -D warnings
 

@@ -7,6 +7,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "http_core.h"
+#include "http_ssl.h"
 #include "util_filter.h"
 #include "apr_atomic.h"
 #include "apr_lib.h"
@@ -123,6 +124,28 @@ static const char *authority(request_rec *r)
                         ap_get_server_port(r));
 }
 
+/* A message the guest wrote through mod-wasm:host/log (wit/host.wit), at
+ * the level it chose; LogLevel filters it like any of our messages. */
+static void guest_log(void *ctx, uint32_t level, const uint8_t *text, size_t len)
+{
+    mw_exchange_ctx *x = ctx;
+    request_rec *r = x->r;
+    int at = level > APLOG_TRACE8 ? APLOG_TRACE8 : (int)level;
+
+    ap_log_rerror(APLOG_MARK, at, 0, r, "MW00028: guest log for %s (%s): %.*s", r->uri,
+                  x->conf->where, (int)len, (const char *)text);
+}
+
+/* Apache's id for the request, the one %L prints; made now if no log line
+ * has needed it yet. */
+static const char *request_id(request_rec *r)
+{
+    if (!r->log_id) {
+        ap_run_generate_log_id(r->connection, r, &r->log_id);
+    }
+    return r->log_id ? r->log_id : "";
+}
+
 int mw_serve_component(request_rec *r, const mw_dir_config *conf)
 {
     const apr_array_header_t *fields = apr_table_elts(r->headers_in);
@@ -152,9 +175,15 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf)
         .path_with_query = bytes_of(request_target(r)),
         .headers = headers,
         .headers_len = headers_len,
+        .client_addr = bytes_of(r->useragent_ip),
+        .user = bytes_of(r->user),
+        .tls = ap_ssl_conn_is_ssl(r->connection) != 0,
+        .location = bytes_of(conf->section),
+        .request_id = bytes_of(request_id(r)),
+        .log_level = (uint8_t)ap_get_request_module_loglevel(r, APLOG_MODULE_INDEX),
     };
     mw_exchange_init(x, r, conf);
-    exchange = (mw_exchange){x, mw_read_body, send_head, send_data, mw_log_line};
+    exchange = (mw_exchange){x, mw_read_body, send_head, send_data, mw_log_line, guest_log};
 
     rv = mw_component_serve(conf->component, &request, &sandbox, &exchange, err, sizeof(err));
     mw_release_instance(conf);

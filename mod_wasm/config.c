@@ -48,6 +48,7 @@ void *mw_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
     conf->module_name = guest->module_name;
     conf->module_in_htaccess = guest->module_in_htaccess;
     conf->where = guest->where;
+    conf->section = guest->section;
     if (add->max_instances) {
         conf->max_instances = add->max_instances;
         conf->in_use = add->in_use;
@@ -163,6 +164,7 @@ static const char *set_component(cmd_parms *cmd, void *dir_conf, const char *arg
     }
     log_compiled(cmd, path, compiled);
     conf->where = where_of(cmd, path);
+    conf->section = cmd->path ? cmd->path : "/";
     return NULL;
 }
 

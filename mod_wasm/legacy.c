@@ -343,7 +343,7 @@ int mw_serve_module(request_rec *r, const mw_dir_config *conf)
         .entry_point = {(const uint8_t *)conf->entry_point,
                         conf->entry_point ? strlen(conf->entry_point) : 0},
     };
-    exchange = (mw_exchange){lc, mw_read_body, NULL, send_stdout, mw_log_line};
+    exchange = (mw_exchange){lc, mw_read_body, NULL, send_stdout, mw_log_line, NULL};
 
     rv = mw_module_serve(conf->module, &invocation, &sandbox, &exchange, &exit_status, err,
                          sizeof(err));

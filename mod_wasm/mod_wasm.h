@@ -37,6 +37,9 @@ typedef struct {
                                     * ExecCGI is on                         */
     const char *where;             /* "WasmComponent <path> in <section> at
                                     * <file>:<line>", for log lines         */
+    const char *section;           /* the path of the section that set the
+                                    * component ("/app"; "/" for the whole
+                                    * server), for mod-wasm:host            */
     /* Legacy mode (WasmModule) only. */
     apr_array_header_t *args;      /* WasmArg: const char *                */
     const char *entry_point;       /* WasmEntryPoint, or NULL for _start   */

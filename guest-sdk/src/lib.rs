@@ -1,203 +1,166 @@
-//! Helpers for mod_wasm guests: `wasi:http/incoming-handler` components
-//! built with `cargo build --target wasm32-wasip2`.
+//! Write mod_wasm guests — `wasi:http` components for Apache — in a few
+//! lines, on the [`http`] crate's types.
 //!
-//! This is the low-level layer: it keeps the WASI 0.2 types of the [`wasi`]
-//! crate (re-exported) and takes away the traps waiting in them — a stream
-//! write takes at most 4096 bytes, a body must be finished after its stream
-//! is dropped, and a failure must still answer the response outparam rather
-//! than trap.
+//! # Hello
 //!
-//! ```no_run
-//! use mod_wasm_guest::wasi::http::types::{IncomingRequest, ResponseOutparam};
-//!
-//! struct Hello;
-//!
-//! impl mod_wasm_guest::wasi::exports::http::incoming_handler::Guest for Hello {
-//!     fn handle(_request: IncomingRequest, out: ResponseOutparam) {
-//!         let _ = mod_wasm_guest::respond(out, 200, &[("content-type", b"text/plain")], b"hi\n");
-//!     }
-//! }
-//!
-//! mod_wasm_guest::wasi::http::proxy::export!(Hello);
 //! ```
+//! use mod_wasm_guest::{handler, Request};
+//!
+//! #[handler]
+//! fn handle(req: Request) -> String {
+//!     format!("Hello from WebAssembly! You asked for {}\n", req.uri().path())
+//! }
+//! ```
+//!
+//! Build it as a `cdylib` crate with `cargo build --release --target
+//! wasm32-wasip2` and serve the `.wasm` with `WasmComponent` (the README
+//! says more; `cargo component build` works too). `#[handler]` exports the
+//! function as the component's `wasi:http/incoming-handler`, called once
+//! per request in a fresh instance. It may return anything
+//! [`IntoResponse`]: text, bytes, [`Json`], a status, a `(status, body)`
+//! pair, an `http::Response`, or a `Result` of those.
+//!
+//! # Errors never trap
+//!
+//! A handler that returns `Err` answers a plain 500; the error's text goes
+//! to stderr, which mod_wasm writes to Apache's error log (never to the
+//! client). The same holds for a response head the host refuses. A body
+//! that fails half-way is cut, so the client does not take it for whole.
+//!
+//! ```
+//! use mod_wasm_guest::{handler, Request, RequestExt};
+//!
+//! #[handler]
+//! fn handle(req: Request) -> Result<String, std::num::ParseIntError> {
+//!     let n: u64 = req.query("n").unwrap_or_default().parse()?;
+//!     Ok(format!("{}\n", n * 2))
+//! }
+//! ```
+//!
+//! # Streaming both ways
+//!
+//! The request's [`Body`] streams in as the client sends it: read it with
+//! [`Body::chunk`] or as a [`std::io::Read`]. A response body made with
+//! [`Body::from_writer`] or [`Body::from_chunks`] streams out: each chunk
+//! reaches the client when it is written, so a 1 GiB response needs no
+//! 1 GiB buffer.
+//!
+//! ```
+//! use mod_wasm_guest::{handler, Body, Request};
+//! use std::io::Read;
+//!
+//! #[handler]
+//! fn handle(mut req: Request) -> Result<Body, mod_wasm_guest::Error> {
+//!     let mut size = 0;
+//!     while let Some(chunk) = req.body_mut().chunk()? {
+//!         size += chunk.len();
+//!     }
+//!     Ok(Body::from_writer(move |out| {
+//!         for i in 0..3 {
+//!             out.write_chunk(format!("chunk {i} of a reply to {size} bytes\n"))?;
+//!         }
+//!         Ok(())
+//!     }))
+//! }
+//! ```
+//!
+//! # Routing and JSON
+//!
+//! [`Router`] dispatches by method and path (with `matchit`, the matcher
+//! axum uses); [`Json`] answers with serde (feature `json`, on by default),
+//! [`Body::json`] reads a JSON body.
+//!
+//! ```
+//! use mod_wasm_guest::{handler, Json, Request, RequestExt, Response, Router};
+//!
+//! #[derive(serde::Deserialize, serde::Serialize)]
+//! struct Greeting { to: String }
+//!
+//! #[handler]
+//! fn handle(req: Request) -> Response {
+//!     Router::new()
+//!         .get("/hello/{name}", |req: Request| {
+//!             Json(Greeting { to: req.param("name").unwrap_or("you").into() })
+//!         })
+//!         .post("/hello", |req: Request| req.into_body().json::<Greeting>().map(Json))
+//!         .handle(req)
+//! }
+//! ```
+//!
+//! # Async handlers and outgoing HTTP
+//!
+//! An `async fn` handler runs on a small executor driven by WASI pollables
+//! ([`block_on`]); [`client::send`] and [`client::send_async`] send
+//! requests with the same types (mod_wasm sends only where the location's
+//! `WasmAllowOutgoing` allows).
+//!
+//! ```
+//! use mod_wasm_guest::{client, handler, Error, Request, Response};
+//!
+//! #[handler]
+//! async fn handle(_req: Request) -> Result<Response, Error> {
+//!     let upstream = http::Request::get("http://127.0.0.1:8080/hello").body(())?;
+//!     client::send_async(upstream).await
+//! }
+//! ```
+//!
+//! # What only Apache knows
+//!
+//! [`apache`] logs to Apache's error log at its levels (filtered by
+//! `LogLevel`) and tells the client's address, the authenticated user,
+//! whether TLS is on and the matched location. These calls import
+//! `mod-wasm:host` (wit/host.wit), so a component that makes them runs
+//! under mod_wasm only; one that does not is a plain `wasi:http/proxy`
+//! component that any wasi:http host runs.
+//!
+//! ```
+//! use mod_wasm_guest::{apache, handler, Request};
+//!
+//! #[handler]
+//! fn handle(_req: Request) -> String {
+//!     apache::log::info("handling a request");
+//!     format!("hello {}\n", apache::user().unwrap_or_else(|| apache::client_addr()))
+//! }
+//! ```
+//!
+//! # The low level
+//!
+//! [`raw`] keeps the `wasi:http` resources (re-exported as [`wasi`]) for
+//! handlers that need them, with the traps taken out.
 #![deny(missing_docs)]
 
+pub mod apache;
+mod body;
+pub mod client;
+mod error;
+mod executor;
+mod fields;
+pub mod raw;
+mod request;
+mod response;
+mod router;
+mod serve;
+
+pub use body::{Body, BodyWriter};
+pub use bytes::Bytes;
+pub use error::Error;
+pub use executor::{block_on, ready};
+pub use http;
+pub use mod_wasm_guest_macro::handler;
+pub use request::{Params, Request, RequestExt};
+#[cfg(feature = "json")]
+pub use response::Json;
+pub use response::{IntoResponse, Response};
+pub use router::Router;
 pub use wasi;
 
-use std::fmt;
-use wasi::http::types::{
-    ErrorCode, Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse,
-    ResponseOutparam,
-};
-use wasi::io::streams::{InputStream, OutputStream, StreamError};
-
-/// The most `blocking-write-and-flush` accepts in one call.
-const MAX_WRITE: usize = 4096;
-
-/// Why a response or a request body could not be handled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Error {
-    /// A header name or value the host refused.
-    InvalidHeader(String),
-    /// A status code outside 100..=999.
-    InvalidStatus(u16),
-    /// A body or stream was already taken or is unusable.
-    Body(&'static str),
-    /// Writing or reading a stream failed (the client went away, or the
-    /// host refused the bytes, e.g. beyond a declared Content-Length).
-    Stream(String),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::InvalidHeader(name) => write!(f, "invalid header {name:?}"),
-            Error::InvalidStatus(code) => write!(f, "invalid status {code}"),
-            Error::Body(why) => write!(f, "body: {why}"),
-            Error::Stream(why) => write!(f, "stream: {why}"),
-        }
+impl From<http::Error> for Error {
+    fn from(error: http::Error) -> Self {
+        Error::InvalidRequest(error.to_string())
     }
 }
 
-impl std::error::Error for Error {}
-
-fn stream_error(error: StreamError) -> Error {
-    match error {
-        StreamError::Closed => Error::Stream("closed".into()),
-        StreamError::LastOperationFailed(e) => Error::Stream(e.to_debug_string()),
-    }
-}
-
-/// A response whose head has been handed to the host: write its body, then
-/// [`finish`](Self::finish) it. Dropped without finishing, the host cuts the
-/// response, so the client never takes a partial body for a whole one.
-pub struct ResponseWriter {
-    stream: Option<OutputStream>,
-    body: Option<OutgoingBody>,
-}
-
-impl ResponseWriter {
-    /// Sends the status and headers. If they are invalid, the outparam is
-    /// answered with an error (the client gets a 500) and the error returned.
-    pub fn start(
-        out: ResponseOutparam,
-        status: u16,
-        headers: &[(&str, &[u8])],
-    ) -> Result<Self, Error> {
-        match Self::head(status, headers) {
-            Ok((response, body, stream)) => {
-                ResponseOutparam::set(out, Ok(response));
-                Ok(ResponseWriter {
-                    stream: Some(stream),
-                    body: Some(body),
-                })
-            }
-            Err(error) => {
-                ResponseOutparam::set(out, Err(ErrorCode::InternalError(Some(error.to_string()))));
-                Err(error)
-            }
-        }
-    }
-
-    fn head(
-        status: u16,
-        headers: &[(&str, &[u8])],
-    ) -> Result<(OutgoingResponse, OutgoingBody, OutputStream), Error> {
-        let fields = Fields::new();
-        for (name, value) in headers {
-            fields
-                .append(name, value)
-                .map_err(|_| Error::InvalidHeader(name.to_string()))?;
-        }
-        let response = OutgoingResponse::new(fields);
-        response
-            .set_status_code(status)
-            .map_err(|()| Error::InvalidStatus(status))?;
-        let body = response.body().map_err(|()| Error::Body("already taken"))?;
-        let stream = body
-            .write()
-            .map_err(|()| Error::Body("stream already taken"))?;
-        Ok((response, body, stream))
-    }
-
-    /// Writes all of `bytes`, each piece flushed to the host (which passes
-    /// it on to the client without waiting for the rest).
-    pub fn write_all(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let stream = self
-            .stream
-            .as_ref()
-            .ok_or(Error::Body("already finished"))?;
-        for piece in bytes.chunks(MAX_WRITE) {
-            stream
-                .blocking_write_and_flush(piece)
-                .map_err(stream_error)?;
-        }
-        Ok(())
-    }
-
-    /// Ends the body: the response is complete.
-    pub fn finish(mut self) -> Result<(), Error> {
-        // The stream is a child of the body and must go first.
-        drop(self.stream.take());
-        let body = self.body.take().ok_or(Error::Body("already finished"))?;
-        OutgoingBody::finish(body, None).map_err(|e| Error::Stream(format!("{e:?}")))
-    }
-}
-
-/// A whole response in one call.
-pub fn respond(
-    out: ResponseOutparam,
-    status: u16,
-    headers: &[(&str, &[u8])],
-    body: &[u8],
-) -> Result<(), Error> {
-    let mut writer = ResponseWriter::start(out, status, headers)?;
-    writer.write_all(body)?;
-    writer.finish()
-}
-
-/// The request body, read piece by piece as the client sends it.
-pub struct BodyReader {
-    stream: Option<InputStream>,
-    // Kept alive for as long as its stream is read.
-    _body: IncomingBody,
-}
-
-impl BodyReader {
-    /// Takes the body of `request`.
-    pub fn new(request: &IncomingRequest) -> Result<Self, Error> {
-        let body = request
-            .consume()
-            .map_err(|()| Error::Body("already taken"))?;
-        let stream = body
-            .stream()
-            .map_err(|()| Error::Body("stream already taken"))?;
-        Ok(BodyReader {
-            stream: Some(stream),
-            _body: body,
-        })
-    }
-
-    /// The next piece of at most `max` bytes, waiting for it; `None` at the
-    /// end of the body.
-    pub fn read(&mut self, max: u64) -> Result<Option<Vec<u8>>, Error> {
-        let Some(stream) = self.stream.as_ref() else {
-            return Ok(None);
-        };
-        match stream.blocking_read(max) {
-            Ok(piece) => Ok(Some(piece)),
-            Err(StreamError::Closed) => {
-                self.stream = None;
-                Ok(None)
-            }
-            Err(e) => Err(stream_error(e)),
-        }
-    }
-}
-
-impl Drop for BodyReader {
-    fn drop(&mut self) {
-        // The stream is a child of the body and must go first.
-        drop(self.stream.take());
-    }
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::serve::{serve, serve_async};
 }

@@ -163,6 +163,19 @@ typedef struct mw_request {
   const struct mw_header *headers;
   // The number of header fields.
   size_t headers_len;
+  // The client's IP address.
+  struct mw_bytes client_addr;
+  // The authenticated user; NULL `ptr` when there is none.
+  struct mw_bytes user;
+  // Whether the connection is TLS.
+  bool tls;
+  // The configuration section that chose the component.
+  struct mw_bytes location;
+  // Apache's id for the request (`%L`).
+  struct mw_bytes request_id;
+  // The most verbose level the request's `LogLevel` lets through for this
+  // module, 0 (`APLOG_EMERG`) to 15 (`APLOG_TRACE8`).
+  uint8_t log_level;
 } mw_request;
 
 // A directory grant (`WasmDir`, `WasmMapDir`).
@@ -219,6 +232,10 @@ typedef struct mw_exchange {
   // [`mw_log_kind`] and says what it is. May be NULL: the lines are then
   // dropped.
   void (*log)(void *ctx, uint32_t kind, const uint8_t *line, size_t line_len);
+  // Logs a message the guest wrote through `mod-wasm:host/log`, at
+  // Apache's `level` (0 `APLOG_EMERG` to 15 `APLOG_TRACE8`). May be NULL:
+  // the messages are then dropped.
+  void (*guest_log)(void *ctx, uint32_t level, const uint8_t *text, size_t text_len);
 } mw_exchange;
 
 // How a module is started for one request; views valid for the call.

@@ -24,6 +24,10 @@ pub enum LogKind {
 pub trait RequestLog: Send + Sync + 'static {
     /// Logs `text` (one line, no line ending).
     fn log(&self, kind: LogKind, text: &[u8]);
+
+    /// Logs a message the guest wrote through `mod-wasm:host/log` at
+    /// Apache's `level` (0 `emerg` to 15 `trace8`).
+    fn guest_log(&self, level: u8, text: &[u8]);
 }
 
 /// One of the guest's output streams, as lines into a [`RequestLog`].

@@ -27,7 +27,8 @@ WASIP1_DIR = ROOT / "target/wasm32-wasip1/release"
 LEGACY = WASIP1_DIR / "legacy_test_guest.wasm"
 APACHE = "/usr/sbin/apache2"
 MODULES = Path("/usr/lib/apache2/modules")
-START_TIMEOUT = 60
+# Generous: the Python and JavaScript examples take ~20 s each to compile.
+START_TIMEOUT = 180
 
 MPM_SETTINGS = {
     # One child with a few threads: every request lands in the same process,

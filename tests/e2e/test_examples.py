@@ -1,5 +1,8 @@
 """The examples' config snippets, included as `make run` includes them."""
 
+import hashlib
+import json
+
 import pytest
 
 from apache import ROOT, WASIP1_DIR, WASM_DIR, Apache
@@ -10,12 +13,19 @@ Define MOD_WASM_WASM_DIR {WASM_DIR}
 Define MOD_WASM_WASIP1_DIR {WASIP1_DIR}
 Define MOD_WASM_ROOT {ROOT}
 IncludeOptional {ROOT}/examples/*/*.conf
+# The hello example as cargo-component builds it (Makefile).
+<Location /cargo-component-hello>
+    SetHandler wasm-handler
+    WasmComponent {ROOT}/target/cargo-component/hello.wasm
+</Location>
 """
 
 
 @pytest.fixture(scope="module")
 def examples():
-    server = Apache(SITE.replace("{", "{{").replace("}", "}}"), name="examples")
+    # The port is Apache's to fill in; the rest is literal.
+    body = "Define MOD_WASM_PORT {port}\n" + SITE.replace("{", "{{").replace("}", "}}")
+    server = Apache(body, name="examples")
     try:
         server.start()
         yield server
@@ -28,6 +38,8 @@ def test_hello_snippet_serves_the_hello_example(examples):
     r = request(examples.port, "GET", "/hello/from/the/snippet")
     assert r.status == 200
     assert r.body == b"Hello from WebAssembly! You asked for /hello/from/the/snippet\n"
+    # A body the handler had whole goes out with its length, not chunked.
+    assert r.header("content-length") == str(len(r.body)).encode()
 
 
 def test_legacy_hello_prints_the_response(examples):
@@ -59,3 +71,100 @@ def test_the_c_cgi_program_answers(examples):
     r = request(examples.port, "POST", "/c-cgi?name=Apache", body=b"12345")
     assert r.status == 200
     assert r.body == b"Hello, Apache, from C!\nPOST request, 5 bytes of body\n"
+
+
+def test_hello_built_by_cargo_component_answers_the_same(examples):
+    r = request(examples.port, "GET", "/cargo-component-hello/x")
+    assert r.status == 200
+    assert r.body == b"Hello from WebAssembly! You asked for /cargo-component-hello/x\n"
+
+
+def test_json_api_routes_by_method_and_path(examples):
+    r = request(examples.port, "GET", "/json/api/users/7")
+    assert r.status == 200
+    assert r.header("content-type") == b"application/json"
+    assert json.loads(r.body) == {"id": 7, "name": "user 7"}
+
+    r = request(examples.port, "GET", "/json/api/users/seven")
+    assert r.status == 400 and r.body == b"not a user id: seven\n"
+
+    r = request(examples.port, "DELETE", "/json/api/users/7")
+    assert r.status == 405 and r.header("allow") == b"GET"
+
+    assert request(examples.port, "GET", "/json/api/nothing").status == 404
+
+
+def test_json_api_reads_a_json_body(examples):
+    r = request(examples.port, "POST", "/json/api/users",
+                headers=[("Content-Type", "application/json")],
+                body=json.dumps({"name": "Zoë"}).encode())
+    assert r.status == 201
+    assert json.loads(r.body) == {"id": 1, "name": "Zoë", "name_length": 3}
+
+    r = request(examples.port, "POST", "/json/api/users", body=b'{"name": ')
+    assert r.status == 400 and r.body.startswith(b"JSON: ")
+
+
+def test_json_api_tells_what_apache_knows(examples):
+    r = request(examples.port, "GET", "/json/api/whoami")
+    assert r.status == 200
+    facts = json.loads(r.body)
+    assert facts["client_addr"] == "127.0.0.1"
+    assert facts["user"] is None and facts["tls"] is False
+    assert facts["location"] == "/json"
+    assert facts["request_id"]
+
+
+def test_sse_events_arrive_as_they_happen(examples):
+    r = request(examples.port, "GET", "/events?count=3&interval_ms=400", keep_chunks=True)
+    assert r.status == 200
+    assert r.header("content-type") == b"text/event-stream"
+    events = r.body.decode().split("\n\n")
+    assert events[0].startswith("id: 1\ndata: tick 1 at ")
+    assert events[2].startswith("id: 3\ndata: tick 3 at ")
+    assert events[3] == "event: done\ndata: bye"
+    # Two pauses of 0.4 s between the first event and the last: had the
+    # response been buffered, they would arrive together.
+    assert r.chunks[0][1].startswith(b"id: 1")
+    assert r.last_byte_at - r.chunks[0][0] > 0.6
+
+
+def test_upload_hash_hashes_a_streamed_upload(examples):
+    piece = bytes(range(256)) * 4096
+    pieces = [piece] * 16
+    r = request(examples.port, "POST", "/upload-hash", body=iter(pieces))
+    assert r.status == 200
+    expected = hashlib.sha256(piece * 16).hexdigest()
+    assert r.body == f"sha256 {expected}\nbytes {16 * len(piece)}\n".encode()
+    assert request(examples.port, "GET", "/upload-hash").status == 405
+
+
+def test_static_files_come_from_the_mapped_directory(examples):
+    public = ROOT / "examples/static-files/public"
+    r = request(examples.port, "GET", "/static/")
+    assert r.status == 200
+    assert r.header("content-type") == b"text/html; charset=utf-8"
+    assert r.body == (public / "index.html").read_bytes()
+
+    r = request(examples.port, "GET", "/static/css/site.css")
+    assert r.status == 200 and r.header("content-type") == b"text/css"
+    assert r.body == (public / "css/site.css").read_bytes()
+
+    assert request(examples.port, "GET", "/static/missing.txt").status == 404
+
+
+def test_proxy_forwards_to_its_upstream(examples):
+    r = request(examples.port, "GET", "/proxy/through/the/proxy?q=1")
+    assert r.status == 200
+    assert r.body == b"Hello from WebAssembly! You asked for /hello/through/the/proxy\n"
+
+
+@pytest.mark.parametrize("location, language", [("/python", "Python"), ("/js", "JavaScript")])
+def test_other_languages_answer_and_echo_the_body(examples, location, language):
+    r = request(examples.port, "POST", f"{location}/a/b?c=d", body=b"posted bytes")
+    assert r.status == 200
+    assert r.body == (f"Hello from {language}! POST {location}/a/b?c=d, 12 bytes of body\n"
+                      "posted bytes").encode()
+    r = request(examples.port, "GET", location)
+    assert r.status == 200
+    assert r.body == f"Hello from {language}! GET {location}, 0 bytes of body\n".encode()

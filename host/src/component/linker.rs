@@ -12,11 +12,13 @@ pub struct ComponentLinker(Linker<RequestState>);
 impl ComponentLinker {
     /// All of WASI 0.2 (guests built with Rust's std import filesystem and
     /// environment interfaces even when the proxy world needs neither; the
-    /// request's context grants nothing through them) plus `wasi:http`.
+    /// request's context grants nothing through them), `wasi:http`, and our
+    /// own `mod-wasm:host` (wit/host.wit).
     pub fn new(engine: &Engine) -> wasmtime::Result<Self> {
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        super::apache::add_to_linker(&mut linker)?;
         Ok(ComponentLinker(linker))
     }
 

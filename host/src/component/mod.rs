@@ -1,6 +1,7 @@
 //! Component mode: serving a request with a `wasi:http/incoming-handler`
 //! component (WASI 0.2).
 
+mod apache;
 mod body;
 mod linker;
 mod output;
@@ -8,6 +9,7 @@ mod request;
 mod serve;
 mod state;
 
+pub use apache::RequestFacts;
 pub use body::{BodySource, ReadError, RequestBody};
 pub use linker::ComponentLinker;
 pub use output::{GuestOutput, LineSink};

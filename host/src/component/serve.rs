@@ -1,7 +1,7 @@
 //! One request, one fresh instance: run the guest's `incoming-handler` and
 //! stream its response into a [`ResponseSink`].
 
-use super::{BodySource, RequestBody, RequestState};
+use super::{BodySource, RequestBody, RequestFacts, RequestState};
 use crate::log::RequestLog;
 use crate::runtime;
 use crate::sandbox::Sandbox;
@@ -63,11 +63,20 @@ pub fn serve<S: BodySource>(
     request: http::Request<RequestBody<S>>,
     sink: &mut dyn ResponseSink,
     sandbox: &Sandbox,
+    facts: RequestFacts,
     log: Arc<dyn RequestLog>,
 ) -> Result<(), ServeError> {
     let _serving = ticker::Serving::begin();
-    runtime::block_on(exchange(pre.clone(), scheme, request, sink, sandbox, log))
-        .map_err(|e| ServeError::Internal(e.to_string()))?
+    runtime::block_on(exchange(
+        pre.clone(),
+        scheme,
+        request,
+        sink,
+        sandbox,
+        facts,
+        log,
+    ))
+    .map_err(|e| ServeError::Internal(e.to_string()))?
 }
 
 type GuestTask = JoinHandle<wasmtime::Result<Store<RequestState>>>;
@@ -121,12 +130,13 @@ async fn exchange<S: BodySource>(
     request: http::Request<RequestBody<S>>,
     sink: &mut dyn ResponseSink,
     sandbox: &Sandbox,
+    facts: RequestFacts,
     log: Arc<dyn RequestLog>,
 ) -> Result<(), ServeError> {
     let deadline = Instant::now() + sandbox.timeout;
     let memory_exceeded = Arc::new(AtomicBool::new(false));
-    let state =
-        RequestState::new(sandbox, log, memory_exceeded.clone()).map_err(ServeError::Internal)?;
+    let state = RequestState::new(sandbox, facts, log, memory_exceeded.clone())
+        .map_err(ServeError::Internal)?;
     let mut store = Store::new(pre.engine(), state);
     store.limiter(|state| state.limiter());
     ticker::stop_at(&mut store, deadline);

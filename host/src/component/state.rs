@@ -1,6 +1,6 @@
 //! Per-request store state: what one instance of a guest may touch.
 
-use super::GuestOutput;
+use super::{GuestOutput, RequestFacts};
 use crate::log::{LogKind, RequestLog, StreamLog};
 use crate::outgoing::OutgoingHooks;
 use crate::sandbox::{MAX_FIELDS_SIZE, MAX_RESOURCES, MemoryLimiter, Sandbox};
@@ -23,14 +23,17 @@ pub struct RequestState {
     table: ResourceTable,
     hooks: OutgoingHooks,
     limiter: MemoryLimiter,
+    facts: RequestFacts,
+    log: Arc<dyn RequestLog>,
 }
 
 impl RequestState {
     /// The state for a guest in `sandbox`. `memory_exceeded` is set if the
     /// guest runs into its memory limit. Fails if a granted directory cannot
-    /// be opened.
+    /// be opened. `facts` answer the guest's `mod-wasm:host` questions.
     pub fn new(
         sandbox: &Sandbox,
+        facts: RequestFacts,
         log: Arc<dyn RequestLog>,
         memory_exceeded: Arc<AtomicBool>,
     ) -> Result<Self, String> {
@@ -59,14 +62,26 @@ impl RequestState {
             wasi: wasi.build(),
             http,
             table,
-            hooks: OutgoingHooks::new(sandbox.outgoing.clone(), log),
+            hooks: OutgoingHooks::new(sandbox.outgoing.clone(), log.clone()),
             limiter: MemoryLimiter::new(sandbox.memory_limit, memory_exceeded),
+            facts,
+            log,
         })
     }
 
     /// The limiter to install with `Store::limiter`.
     pub fn limiter(&mut self) -> &mut MemoryLimiter {
         &mut self.limiter
+    }
+
+    /// What Apache told us about the request.
+    pub fn facts(&self) -> &RequestFacts {
+        &self.facts
+    }
+
+    /// The request's log.
+    pub fn log(&self) -> &dyn RequestLog {
+        &*self.log
     }
 }
 

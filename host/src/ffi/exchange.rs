@@ -25,6 +25,19 @@ pub struct mw_request {
     pub headers: *const mw_header,
     /// The number of header fields.
     pub headers_len: usize,
+    /// The client's IP address.
+    pub client_addr: mw_bytes,
+    /// The authenticated user; NULL `ptr` when there is none.
+    pub user: mw_bytes,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// The configuration section that chose the component.
+    pub location: mw_bytes,
+    /// Apache's id for the request (`%L`).
+    pub request_id: mw_bytes,
+    /// The most verbose level the request's `LogLevel` lets through for this
+    /// module, 0 (`APLOG_EMERG`) to 15 (`APLOG_TRACE8`).
+    pub log_level: u8,
 }
 
 /// What a callback reports.
@@ -79,6 +92,12 @@ pub struct mw_exchange {
     /// dropped.
     pub log:
         Option<unsafe extern "C" fn(ctx: *mut c_void, kind: u32, line: *const u8, line_len: usize)>,
+    /// Logs a message the guest wrote through `mod-wasm:host/log`, at
+    /// Apache's `level` (0 `APLOG_EMERG` to 15 `APLOG_TRACE8`). May be NULL:
+    /// the messages are then dropped.
+    pub guest_log: Option<
+        unsafe extern "C" fn(ctx: *mut c_void, level: u32, text: *const u8, text_len: usize),
+    >,
 }
 
 /// What a line given to `mw_exchange.log` is.
@@ -171,11 +190,13 @@ impl BodySource for CBody {
 }
 
 type LogFn = unsafe extern "C" fn(ctx: *mut c_void, kind: u32, line: *const u8, len: usize);
+type GuestLogFn = unsafe extern "C" fn(ctx: *mut c_void, level: u32, text: *const u8, len: usize);
 
 /// The request's log lines through `log`.
 pub(crate) struct CLog {
     ctx: *mut c_void,
     log: Option<LogFn>,
+    guest_log: Option<GuestLogFn>,
     /// Shared with the request's [`CBody`]: no call after the request ended.
     alive: Arc<AtomicBool>,
 }
@@ -191,6 +212,7 @@ impl CLog {
         CLog {
             ctx: exchange.ctx,
             log: exchange.log,
+            guest_log: exchange.guest_log,
             alive: body.alive_flag(),
         }
     }
@@ -204,6 +226,15 @@ impl RequestLog for CLog {
             let kind = mw_log_kind::from(kind) as u32;
             // SAFETY: the request is alive; `line` outlives the call.
             unsafe { log(self.ctx, kind, line.as_ptr(), line.len()) };
+        }
+    }
+
+    fn guest_log(&self, level: u8, text: &[u8]) {
+        if let Some(guest_log) = self.guest_log
+            && self.alive.load(Ordering::Acquire)
+        {
+            // SAFETY: the request is alive; `text` outlives the call.
+            unsafe { guest_log(self.ctx, level.into(), text.as_ptr(), text.len()) };
         }
     }
 }

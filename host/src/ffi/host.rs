@@ -6,7 +6,7 @@ use super::exchange::{CBody, CLog, CSink, mw_exchange, mw_request};
 use super::sandbox::{mw_sandbox, sandbox_from};
 use super::{mw_bytes, mw_result, slice};
 use crate::compile::Outcome;
-use crate::component::{self, RequestHead, ServeError};
+use crate::component::{self, RequestFacts, RequestHead, ServeError};
 use crate::host::{Host, HostedComponent};
 use crate::log::RequestLog;
 use std::ffi::{OsStr, c_char};
@@ -192,11 +192,13 @@ pub unsafe extern "C" fn mw_component_serve(
         let log: Arc<dyn RequestLog> = Arc::new(CLog::new(exchange, &body));
         // SAFETY: the request's views are valid for this call.
         let head = unsafe { request_head(request) };
+        // SAFETY: as above.
+        let facts = unsafe { request_facts(request) };
         let result = match component::build_request(head, body) {
             Err(why) => err.fail(mw_result::BadRequest, &why),
             Ok((scheme, request)) => {
                 let mut sink = CSink::new(exchange);
-                match component::serve(pre, scheme, request, &mut sink, &sandbox, log) {
+                match component::serve(pre, scheme, request, &mut sink, &sandbox, facts, log) {
                     Ok(()) => mw_result::Ok,
                     Err(ServeError::Guest(why)) => err.fail(mw_result::GuestFailed, &why),
                     Err(ServeError::NoResponse) => err.fail(
@@ -214,6 +216,23 @@ pub unsafe extern "C" fn mw_component_serve(
         alive.store(false, std::sync::atomic::Ordering::Release);
         result
     })
+}
+
+/// # Safety
+/// The views of `request` must be valid for this call.
+unsafe fn request_facts(request: &mw_request) -> RequestFacts {
+    let text = |bytes: mw_bytes| {
+        // SAFETY: the caller's contract.
+        String::from_utf8_lossy(unsafe { bytes.as_slice() }).into_owned()
+    };
+    RequestFacts {
+        client_addr: text(request.client_addr),
+        user: (!request.user.ptr.is_null()).then(|| text(request.user)),
+        tls: request.tls,
+        location: text(request.location),
+        request_id: text(request.request_id),
+        log_level: request.log_level,
+    }
 }
 
 /// # Safety

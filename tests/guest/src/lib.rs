@@ -2,8 +2,8 @@
 //! the last segment of the request path (`/any/prefix/echo`, ...). Each
 //! behaviour exists to be checked by a test in `tests/e2e/`.
 
+use mod_wasm_guest::raw::{BodyReader, ResponseWriter};
 use mod_wasm_guest::wasi;
-use mod_wasm_guest::{BodyReader, ResponseWriter};
 use wasi::http::types::{IncomingRequest, Method, ResponseOutparam, Scheme};
 
 mod sandbox;
@@ -91,7 +91,7 @@ pub(crate) fn start(out: ResponseOutparam, code: u16, headers: &[(&str, &[u8])])
 }
 
 pub(crate) fn respond(out: ResponseOutparam, code: u16, headers: &[(&str, &[u8])], body: &[u8]) {
-    mod_wasm_guest::respond(out, code, headers, body).expect("the client is reading");
+    mod_wasm_guest::raw::respond(out, code, headers, body).expect("the client is reading");
 }
 
 fn hex(bytes: &[u8]) -> String {

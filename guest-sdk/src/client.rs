@@ -1,0 +1,99 @@
+//! Outgoing HTTP requests (`wasi:http/outgoing-handler`) with the same
+//! `http` types as the handler.
+//!
+//! mod_wasm sends a request only if the location allows its destination
+//! (`WasmAllowOutgoing`); otherwise the call fails with
+//! `HTTP-request-denied`, and the error log says why.
+
+use crate::body::write_flushed;
+use crate::fields::{from_entries, to_fields};
+use crate::request::to_wasi_method;
+use crate::{Body, Error, Response};
+use http::StatusCode;
+use wasi::http::outgoing_handler;
+use wasi::http::types::{IncomingResponse, OutgoingBody, OutgoingRequest, Scheme};
+
+/// Sends `request` (its URI must be absolute: `http://host[:port]/path`)
+/// and waits for the response head; the response body streams in as it is
+/// read.
+///
+/// ```no_run
+/// # fn f() -> Result<(), mod_wasm_guest::Error> {
+/// let request = http::Request::get("http://127.0.0.1:8080/hello").body(())?;
+/// let text = mod_wasm_guest::client::send(request)?.into_body().into_string()?;
+/// # Ok(()) }
+/// ```
+pub fn send<B: Into<Body>>(request: http::Request<B>) -> Result<Response, Error> {
+    crate::block_on(send_async(request))?
+}
+
+/// Like [`send`], but other futures of the handler run while it waits
+/// (two requests joined run at the same time).
+pub async fn send_async<B: Into<Body>>(request: http::Request<B>) -> Result<Response, Error> {
+    let (parts, body) = request.into_parts();
+    let invalid = |what: &str| Error::InvalidRequest(what.to_string());
+    let outgoing = OutgoingRequest::new(to_fields(&parts.headers)?);
+    outgoing
+        .set_method(&to_wasi_method(&parts.method))
+        .map_err(|()| invalid("method"))?;
+    let scheme = match parts.uri.scheme_str() {
+        Some("https") => Scheme::Https,
+        Some("http") | None => Scheme::Http,
+        Some(other) => Scheme::Other(other.to_string()),
+    };
+    outgoing
+        .set_scheme(Some(&scheme))
+        .map_err(|()| invalid("scheme"))?;
+    let authority = parts
+        .uri
+        .authority()
+        .ok_or_else(|| invalid("the URI names no host"))?;
+    outgoing
+        .set_authority(Some(authority.as_str()))
+        .map_err(|()| invalid("authority"))?;
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    outgoing
+        .set_path_with_query(Some(path))
+        .map_err(|()| invalid("path"))?;
+
+    let outgoing_body = outgoing.body().map_err(|()| Error::Body("already taken"))?;
+    let future = outgoing_handler::handle(outgoing, None)
+        .map_err(|code| Error::Outgoing(format!("{code:?}")))?;
+    // The body goes out after the request started, so that a large one
+    // streams instead of filling the host's buffer first.
+    send_body(body.into(), outgoing_body)?;
+
+    let response = loop {
+        match future.get() {
+            Some(Ok(Ok(response))) => break response,
+            Some(Ok(Err(code))) => return Err(Error::Outgoing(format!("{code:?}"))),
+            Some(Err(())) => return Err(Error::Body("response already taken")),
+            None => crate::executor::ready(future.subscribe()).await,
+        }
+    };
+    into_response(response)
+}
+
+fn send_body(body: Body, outgoing: OutgoingBody) -> Result<(), Error> {
+    {
+        let stream = outgoing
+            .write()
+            .map_err(|()| Error::Body("stream already taken"))?;
+        body.send_to(&stream)?;
+        write_flushed(&stream, &[])?;
+    }
+    OutgoingBody::finish(outgoing, None).map_err(|e| Error::Outgoing(format!("{e:?}")))
+}
+
+fn into_response(response: IncomingResponse) -> Result<Response, Error> {
+    let status = StatusCode::from_u16(response.status())
+        .map_err(|_| Error::InvalidStatus(response.status()))?;
+    let headers = from_entries(response.headers().entries())?;
+    let mut builder = http::Response::builder().status(status);
+    if let Some(map) = builder.headers_mut() {
+        *map = headers;
+    }
+    builder
+        .body(Body::incoming_response(response)?)
+        .map_err(|e| Error::InvalidRequest(e.to_string()))
+}

@@ -1,0 +1,115 @@
+"""guest-sdk through Apache: a component built with it (tests/sdk-guest)
+turns handler errors into 500s without trapping, streams bodies both ways,
+sends outgoing requests side by side, and reports an async handler that
+would wait forever."""
+
+import hashlib
+
+import pytest
+
+from apache import WASM_DIR, running
+from http1 import request
+from streaming import assert_1_gib_streams_with_bounded_memory
+
+# {hello} and {port} are Apache.config_text's to fill in.
+SITE = """
+<Location /hello>
+    SetHandler wasm-handler
+    WasmComponent {hello}
+</Location>
+<Location /sdk>
+    SetHandler wasm-handler
+    WasmComponent SDK_GUEST
+    WasmAllowOutgoing http://127.0.0.1:{port}
+    LimitRequestBody 0
+</Location>
+""".replace("SDK_GUEST", str(WASM_DIR / "sdk_test_guest.wasm"))
+
+
+@pytest.fixture(scope="module")
+def apache():
+    # Named like conftest's fixture, so that its error-log check runs too.
+    with running(SITE, "event", "sdk") as server:
+        yield server
+
+
+@pytest.mark.allow_log("MW00015")
+def test_a_handler_error_is_a_500_with_its_text_in_the_log_only(apache):
+    r = request(apache.port, "GET", "/sdk/error")
+    assert r.status == 500 and r.complete
+    assert b"secret" not in r.body
+    lines = apache.wait_for_log("handler error: secret detail")
+    assert any("MW00015" in line and "handler error: secret detail" in line
+               for line in lines), lines
+
+
+@pytest.mark.allow_log("MW00015")
+def test_a_head_the_host_refuses_is_a_500(apache):
+    r = request(apache.port, "GET", "/sdk/bad-header")
+    assert r.status == 500 and r.complete
+    assert r.body == b"Internal Server Error\n"
+    apache.wait_for_log("the response head was refused")
+    assert any('the response head was refused: invalid header "connection' in line
+               for line in apache.new_log())
+
+
+def test_chunks_from_an_iterator(apache):
+    r = request(apache.port, "GET", "/sdk/chunks?n=4")
+    assert r.status == 200 and r.complete
+    assert r.body == b"0\n1\n2\n3\n"
+
+
+@pytest.mark.allow_log("MW00014", "MW00015")
+def test_a_body_that_fails_half_way_is_cut_not_completed(apache):
+    r = request(apache.port, "GET", "/sdk/broken")
+    assert r.status == 200
+    assert not r.complete
+    assert r.body == b"partial\n"
+    apache.wait_for_log("the source broke")
+    assert any("the response body failed: body: the source broke" in line
+               for line in apache.new_log())
+
+
+def test_a_1_gib_writer_body_streams_with_bounded_memory(apache):
+    assert_1_gib_streams_with_bounded_memory(apache, "/sdk/big?mib=1024")
+
+
+def test_an_upload_is_echoed_as_it_streams(apache):
+    piece = bytes(range(256)) * 4096
+    sent = hashlib.sha256()
+    got = hashlib.sha256()
+    for _ in range(64):
+        sent.update(piece)
+    r = request(apache.port, "POST", "/sdk/echo", body=iter([piece] * 64),
+                on_chunk=got.update)
+    assert r.status == 200 and r.complete
+    assert got.hexdigest() == sent.hexdigest()
+
+
+def test_async_reads_the_body_chunk_by_chunk(apache):
+    r = request(apache.port, "POST", "/sdk/async-size", body=iter([b"x" * 65536] * 16))
+    assert r.status == 200
+    size, _, rest = r.body.decode().partition(" bytes in ")
+    assert int(size) == 16 * 65536 and rest.endswith(" chunks\n")
+
+
+def test_an_outgoing_request_with_the_same_types(apache):
+    # The guest sends to the authority it was asked at.
+    r = request(apache.port, "GET", "/sdk/fetch", authority=f"127.0.0.1:{apache.port}")
+    assert r.status == 200
+    assert r.body == b"Hello from WebAssembly! You asked for /hello/fetched\n"
+
+
+def test_two_outgoing_requests_at_once(apache):
+    r = request(apache.port, "GET", "/sdk/fan-out", authority=f"127.0.0.1:{apache.port}")
+    assert r.status == 200
+    assert r.body == (b"Hello from WebAssembly! You asked for /hello/one\n"
+                      b"Hello from WebAssembly! You asked for /hello/two\n")
+
+
+@pytest.mark.allow_log("MW00015")
+def test_an_async_handler_nothing_can_wake_is_a_500_not_a_hang(apache):
+    r = request(apache.port, "GET", "/sdk/stalled")
+    assert r.status == 500 and r.complete
+    apache.wait_for_log("nothing can wake it")
+    assert any("nothing can wake it" in line for line in apache.new_log())

@@ -1,0 +1,92 @@
+//! Routes that exercise guest-sdk through Apache (tests/e2e/test_guest_sdk.py):
+//! errors that must not trap, bodies that stream both ways, outgoing
+//! requests side by side, and an async handler that would wait forever.
+
+use mod_wasm_guest::http::{Method, StatusCode};
+use mod_wasm_guest::{
+    Body, Error, IntoResponse, Request, RequestExt, Response, Router, client, handler,
+};
+
+const MIB: usize = 1024 * 1024;
+
+#[handler]
+async fn handle(req: Request) -> Response {
+    match req.uri().path() {
+        // The async routes; the rest go through a Router.
+        "/sdk/fan-out" => fan_out(req).await.into_response(),
+        "/sdk/async-size" => async_size(req).await.into_response(),
+        "/sdk/stalled" => std::future::pending::<Response>().await,
+        _ => routes().handle(req),
+    }
+}
+
+fn routes() -> Router {
+    Router::new()
+        .get("/sdk/error", |_req: Request| {
+            Err::<String, _>("secret detail")
+        })
+        .get("/sdk/bad-header", |_req: Request| {
+            Response::builder()
+                .header("connection", "close")
+                .body(Body::from("no"))
+        })
+        .get("/sdk/chunks", |req: Request| {
+            let n: usize = req.query("n").and_then(|n| n.parse().ok()).unwrap_or(3);
+            Body::from_chunks((0..n).map(|i| format!("{i}\n")))
+        })
+        .get("/sdk/broken", |_req: Request| {
+            Body::try_from_chunks([Ok("partial\n"), Err(Error::Body("the source broke"))])
+        })
+        .get("/sdk/big", |req: Request| {
+            let mib: usize = req.query("mib").and_then(|n| n.parse().ok()).unwrap_or(1);
+            Body::from_writer(move |out| {
+                let piece: Vec<u8> = (0..=255u8).cycle().take(MIB).collect();
+                for _ in 0..mib {
+                    out.write_chunk(&piece)?;
+                }
+                Ok(())
+            })
+        })
+        .route(Method::POST, "/sdk/echo", |req: Request| {
+            let mut body = req.into_body();
+            Body::from_writer(move |out| {
+                while let Some(chunk) = body.chunk()? {
+                    out.write_chunk(chunk)?;
+                }
+                Ok(())
+            })
+        })
+        .get("/sdk/fetch", |req: Request| {
+            let url = format!("http://{}/hello/fetched", req.uri().authority().unwrap());
+            let upstream = http_get(&url)?;
+            client::send(upstream)?.into_body().into_string()
+        })
+}
+
+fn http_get(url: &str) -> Result<Request<()>, Error> {
+    Ok(mod_wasm_guest::http::Request::get(url).body(())?)
+}
+
+/// Two outgoing requests in flight at once; answers both bodies.
+async fn fan_out(req: Request) -> Result<String, Error> {
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let one = client::send_async(http_get(&format!("http://{authority}/hello/one"))?);
+    let two = client::send_async(http_get(&format!("http://{authority}/hello/two"))?);
+    let (one, two) = futures::join!(one, two);
+    Ok(one?.into_body().into_string()? + &two?.into_body().into_string()?)
+}
+
+/// The request body's size, read with `chunk_async`.
+async fn async_size(req: Request) -> Result<(StatusCode, String), Error> {
+    let mut body = req.into_body();
+    let (mut size, mut chunks) = (0, 0);
+    while let Some(chunk) = body.chunk_async().await? {
+        size += chunk.len();
+        chunks += 1;
+    }
+    Ok((StatusCode::OK, format!("{size} bytes in {chunks} chunks\n")))
+}
