@@ -226,6 +226,21 @@ impl Body {
     }
 }
 
+impl Body {
+    /// Like [`send_to`](Self::send_to), but other futures run while the
+    /// host is not ready for more (an outgoing request's body goes out while
+    /// its response is awaited). A writer body still writes blocking.
+    pub(crate) async fn send_to_async(mut self, stream: &OutputStream) -> Result<(), Error> {
+        if let Inner::Writer(_) = self.inner {
+            return self.send_to(stream);
+        }
+        while let Some(chunk) = self.chunk_async().await? {
+            write_async(stream, &chunk).await?;
+        }
+        Ok(())
+    }
+}
+
 impl Incoming {
     fn read(&mut self) -> Result<Option<Bytes>, Error> {
         loop {
@@ -257,12 +272,18 @@ impl Incoming {
 }
 
 /// Writes all of `bytes` as fast as the host takes them, then flushes, so
-/// that the chunk reaches the client now.
-pub(crate) fn write_flushed(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), Error> {
+/// that the chunk reaches the client now. Blocks this handler meanwhile.
+pub(crate) fn write_flushed(stream: &OutputStream, bytes: &[u8]) -> Result<(), Error> {
+    crate::block_on(write_async(stream, bytes))?
+}
+
+/// [`write_flushed`] for async code: waits for the host in
+/// [`ready`](crate::ready), so other futures run meanwhile.
+async fn write_async(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), Error> {
     while !bytes.is_empty() {
         let permitted = stream.check_write().map_err(stream_error)?;
         if permitted == 0 {
-            stream.subscribe().block();
+            crate::executor::ready(stream.subscribe()).await;
             continue;
         }
         let len = bytes
@@ -271,7 +292,10 @@ pub(crate) fn write_flushed(stream: &OutputStream, mut bytes: &[u8]) -> Result<(
         stream.write(&bytes[..len]).map_err(stream_error)?;
         bytes = &bytes[len..];
     }
-    stream.blocking_flush().map_err(stream_error)
+    // The pollable is ready once the flush has completed.
+    stream.flush().map_err(stream_error)?;
+    crate::executor::ready(stream.subscribe()).await;
+    stream.check_write().map(drop).map_err(stream_error)
 }
 
 /// Writes a [`Body::from_writer`] body.

@@ -5,13 +5,14 @@
 //! (`WasmAllowOutgoing`); otherwise the call fails with
 //! `HTTP-request-denied`, and the error log says why.
 
-use crate::body::write_flushed;
 use crate::fields::{from_entries, to_fields};
 use crate::request::to_wasi_method;
-use crate::{Body, Error, Response};
+use crate::{Body, Error, Response, join, ready};
 use http::StatusCode;
 use wasi::http::outgoing_handler;
-use wasi::http::types::{IncomingResponse, OutgoingBody, OutgoingRequest, Scheme};
+use wasi::http::types::{
+    FutureIncomingResponse, IncomingResponse, OutgoingBody, OutgoingRequest, Scheme,
+};
 
 /// Sends `request` (its URI must be absolute: `http://host[:port]/path`)
 /// and waits for the response head; the response body streams in as it is
@@ -59,30 +60,34 @@ pub async fn send_async<B: Into<Body>>(request: http::Request<B>) -> Result<Resp
     let outgoing_body = outgoing.body().map_err(|()| Error::Body("already taken"))?;
     let future = outgoing_handler::handle(outgoing, None)
         .map_err(|code| Error::Outgoing(format!("{code:?}")))?;
-    // The body goes out after the request started, so that a large one
-    // streams instead of filling the host's buffer first.
-    send_body(body.into(), outgoing_body)?;
-
-    let response = loop {
-        match future.get() {
-            Some(Ok(Ok(response))) => break response,
-            Some(Ok(Err(code))) => return Err(Error::Outgoing(format!("{code:?}"))),
-            Some(Err(())) => return Err(Error::Body("response already taken")),
-            None => crate::executor::ready(future.subscribe()).await,
-        }
-    };
-    into_response(response)
+    // The body goes out while the response is awaited: a large one streams,
+    // and an upstream that answers before reading it all (a 413) is heard.
+    let (sent, response) = join(send_body(body.into(), outgoing_body), response_of(&future)).await;
+    match (response, sent) {
+        (Ok(response), _) => into_response(response),
+        (Err(error), Ok(())) | (Err(_), Err(error)) => Err(error),
+    }
 }
 
-fn send_body(body: Body, outgoing: OutgoingBody) -> Result<(), Error> {
+async fn send_body(body: Body, outgoing: OutgoingBody) -> Result<(), Error> {
     {
         let stream = outgoing
             .write()
             .map_err(|()| Error::Body("stream already taken"))?;
-        body.send_to(&stream)?;
-        write_flushed(&stream, &[])?;
+        body.send_to_async(&stream).await?;
     }
     OutgoingBody::finish(outgoing, None).map_err(|e| Error::Outgoing(format!("{e:?}")))
+}
+
+async fn response_of(future: &FutureIncomingResponse) -> Result<IncomingResponse, Error> {
+    loop {
+        match future.get() {
+            Some(Ok(Ok(response))) => return Ok(response),
+            Some(Ok(Err(code))) => return Err(Error::Outgoing(format!("{code:?}"))),
+            Some(Err(())) => return Err(Error::Body("response already taken")),
+            None => ready(future.subscribe()).await,
+        }
+    }
 }
 
 fn into_response(response: IncomingResponse) -> Result<Response, Error> {

@@ -5,38 +5,58 @@ use crate::Error;
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use wasi::io::poll::Pollable;
 
 thread_local! {
-    /// What the futures polled in this round wait for.
-    static WAITING: RefCell<Vec<(Rc<Pollable>, Waker)>> = const { RefCell::new(Vec::new()) };
+    /// What the futures polled in this round wait for. Weak: a pollable is
+    /// a child of its stream or response, and a future dropped while the
+    /// executor still held its pollable would make dropping the parent trap.
+    static WAITING: RefCell<Vec<(Weak<Pollable>, Waker)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `future` to completion, blocking in `wasi:io/poll` while it waits.
 ///
 /// The futures of this crate ([`Body::chunk_async`](crate::Body::chunk_async),
 /// [`client::send_async`](crate::client::send_async), [`ready`]) can be
-/// awaited in it, joined or raced; futures of other runtimes (tokio timers,
-/// ...) cannot, and make it return [`Error::Stalled`].
+/// awaited in it, [`join`]ed or raced; futures of other runtimes (tokio
+/// timers, ...) cannot, and make it return [`Error::Stalled`]. A blocking
+/// call inside an `async` handler (which runs its own `block_on`) works, but
+/// holds up the handler's other futures until it returns.
 pub fn block_on<F: Future>(future: F) -> Result<F::Output, Error> {
+    // A nested call must neither take nor clear what the outer one's
+    // futures wait for.
+    let outer = WAITING.take();
+    let result = run(future);
+    WAITING.set(outer);
+    result
+}
+
+fn run<F: Future>(future: F) -> Result<F::Output, Error> {
     let mut future = pin!(future);
     let woken = Arc::new(Flag(AtomicBool::new(false)));
     let waker = Waker::from(woken.clone());
     let mut context = Context::from_waker(&waker);
     loop {
+        woken.0.store(false, Ordering::Release);
         if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
             WAITING.with_borrow_mut(Vec::clear);
             return Ok(output);
         }
-        let waiting = WAITING.take();
+        let waiting: Vec<(Rc<Pollable>, Waker)> = WAITING
+            .take()
+            .into_iter()
+            .filter_map(|(pollable, waker)| Some((pollable.upgrade()?, waker)))
+            .collect();
+        if woken.0.load(Ordering::Acquire) {
+            // Something woke a future while it was polled: poll again
+            // before blocking.
+            continue;
+        }
         if waiting.is_empty() {
-            if woken.0.swap(false, Ordering::AcqRel) {
-                continue;
-            }
             return Err(Error::Stalled);
         }
         let pollables: Vec<&Pollable> = waiting.iter().map(|(pollable, _)| &**pollable).collect();
@@ -44,6 +64,33 @@ pub fn block_on<F: Future>(future: F) -> Result<F::Output, Error> {
             waiting[index as usize].1.wake_by_ref();
         }
     }
+}
+
+/// Runs `a` and `b` at the same time (in the same [`block_on`]), to both
+/// outputs.
+pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    let (mut a_out, mut b_out) = (None, None);
+    std::future::poll_fn(move |context| {
+        if a_out.is_none()
+            && let Poll::Ready(output) = a.as_mut().poll(context)
+        {
+            a_out = Some(output);
+        }
+        if b_out.is_none()
+            && let Poll::Ready(output) = b.as_mut().poll(context)
+        {
+            b_out = Some(output);
+        }
+        match (a_out.take(), b_out.take()) {
+            (Some(a), Some(b)) => Poll::Ready((a, b)),
+            (a, b) => {
+                (a_out, b_out) = (a, b);
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 struct Flag(AtomicBool);
@@ -69,7 +116,7 @@ impl Future for Ready {
         if self.0.ready() {
             return Poll::Ready(());
         }
-        let entry = (self.0.clone(), context.waker().clone());
+        let entry = (Rc::downgrade(&self.0), context.waker().clone());
         WAITING.with_borrow_mut(|waiting| waiting.push(entry));
         Poll::Pending
     }
@@ -97,6 +144,27 @@ mod tests {
             }
         });
         assert_eq!(block_on(yielding), Ok(3));
+    }
+
+    #[test]
+    fn join_waits_for_both() {
+        let mut polls = 0;
+        let second = std::future::poll_fn(|context| {
+            polls += 1;
+            if polls < 2 {
+                context.waker().wake_by_ref();
+                Poll::Pending
+            } else {
+                Poll::Ready("b")
+            }
+        });
+        assert_eq!(block_on(join(async { 1 }, second)), Ok((1, "b")));
+    }
+
+    #[test]
+    fn a_nested_block_on_leaves_the_outer_one_alone() {
+        let outer = async { block_on(async { 2 }).unwrap() + 1 };
+        assert_eq!(block_on(outer), Ok(3));
     }
 
     #[test]

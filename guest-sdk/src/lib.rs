@@ -144,7 +144,7 @@ mod serve;
 pub use body::{Body, BodyWriter};
 pub use bytes::Bytes;
 pub use error::Error;
-pub use executor::{block_on, ready};
+pub use executor::{block_on, join, ready};
 pub use http;
 pub use mod_wasm_guest_macro::handler;
 pub use request::{Params, Request, RequestExt};

@@ -74,7 +74,9 @@ impl ResponseWriter {
         response
             .set_status_code(status)
             .map_err(|()| Error::InvalidStatus(status))?;
-        let body = response.body().map_err(|()| Error::Body("already taken"))?;
+        let body = response.body().map_err(|()| {
+            Error::Body("unavailable: already taken, or an invalid Content-Length")
+        })?;
         let stream = body
             .write()
             .map_err(|()| Error::Body("stream already taken"))?;

@@ -134,7 +134,11 @@ fn decoded(params: &matchit::Params<'_, '_>) -> Vec<(String, String)> {
 }
 
 fn not_allowed(route: &Route) -> Response {
-    let allow: Vec<&str> = route.methods.iter().map(|(m, _)| m.as_str()).collect();
+    let mut allow: Vec<&str> = route.methods.iter().map(|(m, _)| m.as_str()).collect();
+    // HEAD is answered by the GET route.
+    if allow.contains(&"GET") && !allow.contains(&"HEAD") {
+        allow.push("HEAD");
+    }
     let mut response = (StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n").into_response();
     if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
         response.headers_mut().insert(ALLOW, value);
@@ -199,7 +203,7 @@ mod tests {
         );
         let (status, _, allow) = call(&router, Method::POST, "/users/1");
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(allow.as_deref(), Some("GET, DELETE"));
+        assert_eq!(allow.as_deref(), Some("GET, DELETE, HEAD"));
     }
 
     #[test]

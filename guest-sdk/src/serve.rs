@@ -6,8 +6,8 @@ use crate::fields::to_fields;
 use crate::request::from_incoming;
 use crate::response::internal_error;
 use crate::{Error, IntoResponse, Request, Response};
-use http::StatusCode;
 use http::header::{CONTENT_LENGTH, HeaderValue, TRANSFER_ENCODING};
+use http::{Method, StatusCode};
 use std::future::Future;
 use wasi::http::types::{
     ErrorCode, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
@@ -19,11 +19,14 @@ where
     R: IntoResponse,
     F: FnOnce(Request) -> R,
 {
-    let response = match from_incoming(raw) {
-        Ok(request) => handler(request).into_response(),
-        Err(error) => internal_error(&error),
+    let (response, head_only) = match from_incoming(raw) {
+        Ok(request) => {
+            let head_only = request.method() == Method::HEAD;
+            (handler(request).into_response(), head_only)
+        }
+        Err(error) => (internal_error(&error), false),
     };
-    respond(out, response);
+    respond(out, response, head_only);
 }
 
 /// Serves one request with an `async` handler, run by
@@ -34,31 +37,46 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = R>,
 {
-    let response = match from_incoming(raw) {
-        Ok(request) => match crate::block_on(handler(request)) {
-            Ok(response) => response.into_response(),
-            Err(error) => internal_error(&error),
-        },
-        Err(error) => internal_error(&error),
+    let (response, head_only) = match from_incoming(raw) {
+        Ok(request) => {
+            let head_only = request.method() == Method::HEAD;
+            match crate::block_on(handler(request)) {
+                Ok(response) => (response.into_response(), head_only),
+                Err(error) => (internal_error(&error), head_only),
+            }
+        }
+        Err(error) => (internal_error(&error), false),
     };
-    respond(out, response);
+    respond(out, response, head_only);
 }
 
 /// Hands the head to the host, then sends the body. A head the host refuses
 /// becomes a 500; a body that fails half-way is left unfinished, which the
 /// host turns into a cut response rather than a short one taken for whole.
-fn respond(out: ResponseOutparam, response: Response) {
+fn respond(out: ResponseOutparam, response: Response, head_only: bool) {
     let (mut parts, mut body) = response.into_parts();
-    // A body in memory has a known size: say so, rather than chunk it.
     let status = parts.status;
-    if let Some(len) = body.known_length()
-        && !(status.is_informational()
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED)
-        && !parts.headers.contains_key(CONTENT_LENGTH)
-        && !parts.headers.contains_key(TRANSFER_ENCODING)
-    {
-        parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    let bodiless = head_only
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    match parts.headers.get(CONTENT_LENGTH) {
+        // A body in memory has a known size: say so, rather than chunk it.
+        None if !bodiless && !parts.headers.contains_key(TRANSFER_ENCODING) => {
+            if let Some(len) = body.known_length() {
+                parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            }
+        }
+        // The host holds a body to its Content-Length. A HEAD answer (a
+        // proxied one, say) may declare the length of a body it does not
+        // carry: that length cannot go out with it.
+        Some(declared) if bodiless => {
+            let carried = body.known_length().map(HeaderValue::from);
+            if carried.as_ref() != Some(declared) {
+                parts.headers.remove(CONTENT_LENGTH);
+            }
+        }
+        _ => {}
     }
     let (head, outgoing_body) = match head(&parts) {
         Ok(head) => head,
@@ -95,6 +113,8 @@ fn head(parts: &http::response::Parts) -> Result<(OutgoingResponse, OutgoingBody
     response
         .set_status_code(parts.status.as_u16())
         .map_err(|()| Error::InvalidStatus(parts.status.as_u16()))?;
-    let body = response.body().map_err(|()| Error::Body("already taken"))?;
+    let body = response
+        .body()
+        .map_err(|()| Error::Body("unavailable: already taken, or an invalid Content-Length"))?;
     Ok((response, body))
 }

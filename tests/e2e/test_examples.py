@@ -89,7 +89,7 @@ def test_json_api_routes_by_method_and_path(examples):
     assert r.status == 400 and r.body == b"not a user id: seven\n"
 
     r = request(examples.port, "DELETE", "/json/api/users/7")
-    assert r.status == 405 and r.header("allow") == b"GET"
+    assert r.status == 405 and r.header("allow") == b"GET, HEAD"
 
     assert request(examples.port, "GET", "/json/api/nothing").status == 404
 
@@ -168,3 +168,10 @@ def test_other_languages_answer_and_echo_the_body(examples, location, language):
     r = request(examples.port, "GET", location)
     assert r.status == 200
     assert r.body == f"Hello from {language}! GET {location}, 0 bytes of body\n".encode()
+
+
+def test_head_through_the_proxy_has_no_body(examples):
+    r = request(examples.port, "HEAD", "/proxy/head")
+    assert r.status == 200
+    assert r.body == b""
+    assert r.header("content-type") == b"text/plain; charset=utf-8"

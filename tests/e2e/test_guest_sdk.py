@@ -4,6 +4,8 @@ sends outgoing requests side by side, and reports an async handler that
 would wait forever."""
 
 import hashlib
+import threading
+import time
 
 import pytest
 
@@ -22,6 +24,9 @@ SITE = """
     WasmComponent SDK_GUEST
     WasmAllowOutgoing http://127.0.0.1:{port}
     LimitRequestBody 0
+</Location>
+<Location /sdk/quiet>
+    LogLevel wasm:warn
 </Location>
 """.replace("SDK_GUEST", str(WASM_DIR / "sdk_test_guest.wasm"))
 
@@ -76,13 +81,26 @@ def test_a_1_gib_writer_body_streams_with_bounded_memory(apache):
 
 def test_an_upload_is_echoed_as_it_streams(apache):
     piece = bytes(range(256)) * 4096
-    sent = hashlib.sha256()
-    got = hashlib.sha256()
-    for _ in range(64):
-        sent.update(piece)
-    r = request(apache.port, "POST", "/sdk/echo", body=iter([piece] * 64),
-                on_chunk=got.update)
+    sent, got = hashlib.sha256(), hashlib.sha256()
+    echo_began = threading.Event()
+    began_before_the_end = []
+
+    def pieces():
+        for i in range(64):
+            if i == 63:
+                # Streamed, the echo of the first pieces is back before the
+                # last one leaves; buffered, it would never come.
+                began_before_the_end.append(echo_began.wait(10))
+            sent.update(piece)
+            yield piece
+
+    def take(data):
+        got.update(data)
+        echo_began.set()
+
+    r = request(apache.port, "POST", "/sdk/echo", body=pieces(), on_chunk=take)
     assert r.status == 200 and r.complete
+    assert began_before_the_end == [True]
     assert got.hexdigest() == sent.hexdigest()
 
 
@@ -91,6 +109,7 @@ def test_async_reads_the_body_chunk_by_chunk(apache):
     assert r.status == 200
     size, _, rest = r.body.decode().partition(" bytes in ")
     assert int(size) == 16 * 65536 and rest.endswith(" chunks\n")
+    assert int(rest.split()[0]) > 1
 
 
 def test_an_outgoing_request_with_the_same_types(apache):
@@ -101,10 +120,43 @@ def test_an_outgoing_request_with_the_same_types(apache):
 
 
 def test_two_outgoing_requests_at_once(apache):
+    start = time.monotonic()
     r = request(apache.port, "GET", "/sdk/fan-out", authority=f"127.0.0.1:{apache.port}")
+    took = time.monotonic() - start
     assert r.status == 200
-    assert r.body == (b"Hello from WebAssembly! You asked for /hello/one\n"
-                      b"Hello from WebAssembly! You asked for /hello/two\n")
+    assert r.body == b"slept 1000 ms\nslept 1001 ms\n"
+    # Each upstream answer takes a second: one after the other would be two.
+    assert took < 1.8, f"{took:.2f} s"
+
+
+def test_head_of_a_proxied_answer_keeps_no_length_it_cannot_carry(apache):
+    # /sdk/fetch fetches with GET; a HEAD of it runs the handler too and
+    # answers its headers without a body, where the host would refuse a
+    # Content-Length the empty body contradicts.
+    r = request(apache.port, "HEAD", "/sdk/fetch", authority=f"127.0.0.1:{apache.port}")
+    assert r.status == 200
+    assert r.body == b""
+
+
+@pytest.mark.allow_log("MW00028")  # the marker line, at error
+@pytest.mark.parametrize("location, shown", [("/sdk", ["notice", "info"]),
+                                             ("/sdk/quiet", ["notice"])])
+def test_log_level_decides_what_a_guest_line_reaches(apache, location, shown):
+    answers = {}
+    for level in ("notice", "info"):
+        text = f"line-at-{level}-in-{location}"
+        r = request(apache.port, "GET", f"{location}/log?level={level}&text={text}")
+        answers[level] = r.body.decode().strip()
+    request(apache.port, "GET", "/sdk/log?level=error&text=marker-after")
+    lines = apache.wait_for_log("marker-after")
+    for level in ("notice", "info"):
+        logged = [line for line in lines if f"line-at-{level}-in-{location}" in line]
+        if level in shown:
+            assert len(logged) == 1 and f"[wasm:{level}]" in logged[0], lines
+            assert answers[level] == "enabled"
+        else:
+            assert not logged, logged
+            assert answers[level] == "disabled"
 
 
 @pytest.mark.allow_log("MW00015")

@@ -13,12 +13,13 @@ const ROOT: &str = "/site";
 #[handler]
 fn handle(req: Request) -> Response {
     let location = apache::location();
+    // Under <Directory> or <LocationMatch>, the location is no URL prefix:
+    // nothing matches then.
     let wanted = req
         .uri()
         .path()
-        .strip_prefix(location.trim_end_matches('/'))
-        .unwrap_or("");
-    let Some(mut path) = file_path(wanted) else {
+        .strip_prefix(location.trim_end_matches('/'));
+    let Some(mut path) = wanted.and_then(file_path) else {
         return (StatusCode::NOT_FOUND, "Not Found\n").into_response();
     };
     if path.is_dir() {

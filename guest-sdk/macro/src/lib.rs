@@ -51,11 +51,13 @@ fn expand(function: &ItemFn) -> syn::Result<proc_macro2::TokenStream> {
             struct ModWasmHandler;
 
             impl ::mod_wasm_guest::wasi::exports::http::incoming_handler::Guest for ModWasmHandler {
+                // Names no handler function can have, so that its own
+                // name never shadows them.
                 fn handle(
-                    request: ::mod_wasm_guest::wasi::http::types::IncomingRequest,
-                    out: ::mod_wasm_guest::wasi::http::types::ResponseOutparam,
+                    __mod_wasm_request: ::mod_wasm_guest::wasi::http::types::IncomingRequest,
+                    __mod_wasm_out: ::mod_wasm_guest::wasi::http::types::ResponseOutparam,
                 ) {
-                    ::mod_wasm_guest::__private::#serve(request, out, #name);
+                    ::mod_wasm_guest::__private::#serve(__mod_wasm_request, __mod_wasm_out, #name);
                 }
             }
 

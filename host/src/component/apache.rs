@@ -43,14 +43,20 @@ pub fn add_to_linker(linker: &mut Linker<RequestState>) -> wasmtime::Result<()> 
     Imports::add_to_linker::<RequestState, HasSelf<RequestState>>(linker, |state| state)
 }
 
+/// Whether Apache writes a message at `level` under `LogLevel`
+/// `log_level`: `notice` always, as Apache does for its own.
+fn written(level: Level, log_level: u8) -> bool {
+    level == Level::Notice || apache_level(level) <= log_level
+}
+
 impl log::Host for RequestState {
     fn enabled(&mut self, level: Level) -> bool {
-        apache_level(level) <= self.facts().log_level
+        written(level, self.facts().log_level)
     }
 
     fn write(&mut self, level: Level, message: String) {
-        let level = apache_level(level);
-        if level <= self.facts().log_level {
+        if written(level, self.facts().log_level) {
+            let level = apache_level(level);
             self.log().guest_log(level, one_line(&message).as_bytes());
         }
     }
@@ -105,6 +111,14 @@ mod tests {
             one_line("two\nlines\r\tand \u{1b}[31m"),
             "two\\nlines\\r\\tand \\x1b[31m"
         );
+    }
+
+    #[test]
+    fn log_level_decides_but_notice_is_always_written() {
+        let warn = apache_level(Level::Warn);
+        assert!(written(Level::Error, warn) && written(Level::Warn, warn));
+        assert!(!written(Level::Info, warn) && !written(Level::Trace1, warn));
+        assert!(written(Level::Notice, apache_level(Level::Emerg)));
     }
 
     #[test]

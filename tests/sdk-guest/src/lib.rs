@@ -2,9 +2,10 @@
 //! errors that must not trap, bodies that stream both ways, outgoing
 //! requests side by side, and an async handler that would wait forever.
 
+use mod_wasm_guest::apache::log::Level;
 use mod_wasm_guest::http::{Method, StatusCode};
 use mod_wasm_guest::{
-    Body, Error, IntoResponse, Request, RequestExt, Response, Router, client, handler,
+    Body, Error, IntoResponse, Request, RequestExt, Response, Router, apache, client, handler, join,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -16,6 +17,8 @@ async fn handle(req: Request) -> Response {
         "/sdk/fan-out" => fan_out(req).await.into_response(),
         "/sdk/async-size" => async_size(req).await.into_response(),
         "/sdk/stalled" => std::future::pending::<Response>().await,
+        // Under /sdk and under /sdk/quiet (LogLevel wasm:warn).
+        path if path.ends_with("/log") => log(req),
         _ => routes().handle(req),
     }
 }
@@ -56,8 +59,18 @@ fn routes() -> Router {
                 Ok(())
             })
         })
+        .get("/sdk/slow", |req: Request| {
+            let ms: u64 = req.query("ms").and_then(|n| n.parse().ok()).unwrap_or(100);
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            format!("slept {ms} ms\n")
+        })
         .get("/sdk/fetch", |req: Request| {
-            let url = format!("http://{}/hello/fetched", req.uri().authority().unwrap());
+            let authority = req
+                .uri()
+                .authority()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            let url = format!("http://{authority}/hello/fetched");
             let upstream = http_get(&url)?;
             client::send(upstream)?.into_body().into_string()
         })
@@ -67,16 +80,34 @@ fn http_get(url: &str) -> Result<Request<()>, Error> {
     Ok(mod_wasm_guest::http::Request::get(url).body(())?)
 }
 
-/// Two outgoing requests in flight at once; answers both bodies.
+/// Writes `?text=` to Apache's log at `?level=`; answers whether that
+/// level is enabled here.
+fn log(req: Request) -> Response {
+    let level = match req.query("level").as_deref() {
+        Some("error") => Level::Error,
+        Some("notice") => Level::Notice,
+        Some("info") => Level::Info,
+        _ => Level::Debug,
+    };
+    apache::log::write(level, &req.query("text").unwrap_or_default());
+    let enabled = if apache::log::enabled(level) {
+        "enabled"
+    } else {
+        "disabled"
+    };
+    format!("{enabled}\n").into_response()
+}
+
+/// Two slow outgoing requests in flight at once; answers both bodies.
 async fn fan_out(req: Request) -> Result<String, Error> {
     let authority = req
         .uri()
         .authority()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let one = client::send_async(http_get(&format!("http://{authority}/hello/one"))?);
-    let two = client::send_async(http_get(&format!("http://{authority}/hello/two"))?);
-    let (one, two) = futures::join!(one, two);
+    let one = client::send_async(http_get(&format!("http://{authority}/sdk/slow?ms=1000"))?);
+    let two = client::send_async(http_get(&format!("http://{authority}/sdk/slow?ms=1001"))?);
+    let (one, two) = join(one, two).await;
     Ok(one?.into_body().into_string()? + &two?.into_body().into_string()?)
 }
 
