@@ -199,6 +199,12 @@ impl Body {
         serde_json::from_slice(&self.into_bytes()?).map_err(|e| Error::Json(e.to_string()))
     }
 
+    /// Whether the body comes from the host (a request's, or an outgoing
+    /// request's response).
+    pub(crate) fn is_incoming(&self) -> bool {
+        matches!(self.inner, Inner::Incoming(_))
+    }
+
     /// The size of a body held in memory; `None` for one that streams.
     pub(crate) fn known_length(&self) -> Option<usize> {
         match &self.inner {

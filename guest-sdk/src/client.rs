@@ -61,11 +61,16 @@ pub async fn send_async<B: Into<Body>>(request: http::Request<B>) -> Result<Resp
     let future = outgoing_handler::handle(outgoing, None)
         .map_err(|code| Error::Outgoing(format!("{code:?}")))?;
     // The body goes out while the response is awaited: a large one streams,
-    // and an upstream that answers before reading it all (a 413) is heard.
+    // and an upstream that answers before reading it all and closes (a 413)
+    // is heard.
     let (sent, response) = join(send_body(body.into(), outgoing_body), response_of(&future)).await;
     match (response, sent) {
         (Ok(response), _) => into_response(response),
-        (Err(error), Ok(())) | (Err(_), Err(error)) => Err(error),
+        // The body's own source failed: that is the cause.
+        (Err(_), Err(error)) if !matches!(error, Error::Stream(_)) => Err(error),
+        // A refused or failed request closes the body's stream: the
+        // response's error says why.
+        (Err(error), _) => Err(error),
     }
 }
 

@@ -12,9 +12,12 @@ use std::task::{Context, Poll, Wake, Waker};
 use wasi::io::poll::Pollable;
 
 thread_local! {
-    /// What the futures polled in this round wait for. Weak: a pollable is
-    /// a child of its stream or response, and a future dropped while the
-    /// executor still held its pollable would make dropping the parent trap.
+    /// What the pending futures wait for, each pollable once with the waker
+    /// of its latest poll. An entry stays until its pollable fires (a
+    /// future that is not woken is not polled again, and must not lose its
+    /// wait). Weak: a pollable is a child of its stream or response, and a
+    /// future dropped while the executor still held its pollable would make
+    /// dropping the parent trap; dead entries are skipped.
     static WAITING: RefCell<Vec<(Weak<Pollable>, Waker)>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -46,23 +49,42 @@ fn run<F: Future>(future: F) -> Result<F::Output, Error> {
             WAITING.with_borrow_mut(Vec::clear);
             return Ok(output);
         }
-        let waiting: Vec<(Rc<Pollable>, Waker)> = WAITING
-            .take()
-            .into_iter()
-            .filter_map(|(pollable, waker)| Some((pollable.upgrade()?, waker)))
-            .collect();
-        if woken.0.load(Ordering::Acquire) {
-            // Something woke a future while it was polled: poll again
-            // before blocking.
-            continue;
-        }
+        WAITING
+            .with_borrow_mut(|waiting| waiting.retain(|(pollable, _)| pollable.strong_count() > 0));
+        let waiting: Vec<(Rc<Pollable>, Waker)> = WAITING.with_borrow(|waiting| {
+            waiting
+                .iter()
+                .filter_map(|(pollable, waker)| Some((pollable.upgrade()?, waker.clone())))
+                .collect()
+        });
+        // Something woke a future while it was polled: it must be polled
+        // again now, so only look (a zero timeout) at what else is ready.
+        let woke_itself = woken.0.load(Ordering::Acquire);
         if waiting.is_empty() {
+            if woke_itself {
+                continue;
+            }
             return Err(Error::Stalled);
         }
-        let pollables: Vec<&Pollable> = waiting.iter().map(|(pollable, _)| &**pollable).collect();
-        for index in wasi::io::poll::poll(&pollables) {
-            waiting[index as usize].1.wake_by_ref();
-        }
+        let now = woke_itself.then(|| wasi::clocks::monotonic_clock::subscribe_duration(0));
+        let mut pollables: Vec<&Pollable> =
+            waiting.iter().map(|(pollable, _)| &**pollable).collect();
+        pollables.extend(now.as_ref());
+        let fired: Vec<&Rc<Pollable>> = wasi::io::poll::poll(&pollables)
+            .into_iter()
+            .filter_map(|index| waiting.get(index as usize))
+            .map(|(pollable, waker)| {
+                waker.wake_by_ref();
+                pollable
+            })
+            .collect();
+        WAITING.with_borrow_mut(|waiting| {
+            waiting.retain(|(pollable, _)| {
+                !fired
+                    .iter()
+                    .any(|done| std::ptr::eq(pollable.as_ptr(), Rc::as_ptr(done)))
+            });
+        });
     }
 }
 
@@ -116,8 +138,17 @@ impl Future for Ready {
         if self.0.ready() {
             return Poll::Ready(());
         }
-        let entry = (Rc::downgrade(&self.0), context.waker().clone());
-        WAITING.with_borrow_mut(|waiting| waiting.push(entry));
+        let waker = context.waker();
+        WAITING.with_borrow_mut(|waiting| {
+            let mine = Rc::as_ptr(&self.0);
+            match waiting
+                .iter_mut()
+                .find(|(pollable, _)| pollable.as_ptr() == mine)
+            {
+                Some(entry) => entry.1.clone_from(waker),
+                None => waiting.push((Rc::downgrade(&self.0), waker.clone())),
+            }
+        });
         Poll::Pending
     }
 }

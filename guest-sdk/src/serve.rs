@@ -56,21 +56,21 @@ where
 fn respond(out: ResponseOutparam, response: Response, head_only: bool) {
     let (mut parts, mut body) = response.into_parts();
     let status = parts.status;
-    let bodiless = head_only
-        || status.is_informational()
+    let no_body = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     match parts.headers.get(CONTENT_LENGTH) {
-        // A body in memory has a known size: say so, rather than chunk it.
-        None if !bodiless && !parts.headers.contains_key(TRANSFER_ENCODING) => {
+        // A body in memory has a known size: say so, rather than chunk it
+        // (for HEAD too: its body is sent, and Apache drops it).
+        None if !no_body && !parts.headers.contains_key(TRANSFER_ENCODING) => {
             if let Some(len) = body.known_length() {
                 parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
             }
         }
-        // The host holds a body to its Content-Length. A HEAD answer (a
-        // proxied one, say) may declare the length of a body it does not
-        // carry: that length cannot go out with it.
-        Some(declared) if bodiless => {
+        // The host holds a body to its Content-Length. An answer that has
+        // none may declare the length of a body it does not carry (a 304, a
+        // proxied HEAD): that length cannot go out with it.
+        Some(declared) if no_body || (head_only && body.is_incoming()) => {
             let carried = body.known_length().map(HeaderValue::from);
             if carried.as_ref() != Some(declared) {
                 parts.headers.remove(CONTENT_LENGTH);

@@ -211,6 +211,12 @@ Timeout 120
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def lost_children(self, before):
+        """The pids in before that are no longer children: children that
+        died. Prefork may fork spare children at any time (when its children
+        are busy or lingering on closed connections); those are no loss."""
+        return sorted(set(before) - set(self.children()))
+
     def children(self):
         """The pids of the parent's child processes."""
         ppid = self.process.pid

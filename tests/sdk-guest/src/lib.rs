@@ -15,6 +15,7 @@ async fn handle(req: Request) -> Response {
     match req.uri().path() {
         // The async routes; the rest go through a Router.
         "/sdk/fan-out" => fan_out(req).await.into_response(),
+        "/sdk/unordered" => unordered(req).await.into_response(),
         "/sdk/async-size" => async_size(req).await.into_response(),
         "/sdk/stalled" => std::future::pending::<Response>().await,
         // Under /sdk and under /sdk/quiet (LogLevel wasm:warn).
@@ -109,6 +110,28 @@ async fn fan_out(req: Request) -> Result<String, Error> {
     let two = client::send_async(http_get(&format!("http://{authority}/sdk/slow?ms=1001"))?);
     let (one, two) = join(one, two).await;
     Ok(one?.into_body().into_string()? + &two?.into_body().into_string()?)
+}
+
+/// Three slow outgoing requests through `FuturesUnordered`, which wakes
+/// itself after polling its children and then polls only those woken: the
+/// executor must keep their waits across that self-wake.
+async fn unordered(req: Request) -> Result<String, Error> {
+    use futures::StreamExt;
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mut pending = futures::stream::FuturesUnordered::new();
+    for ms in [300, 200, 100] {
+        let url = format!("http://{authority}/sdk/slow?ms={ms}");
+        pending.push(client::send_async(http_get(&url)?));
+    }
+    let mut answers = String::new();
+    while let Some(response) = pending.next().await {
+        answers += &response?.into_body().into_string()?;
+    }
+    Ok(answers)
 }
 
 /// The request body's size, read with `chunk_async`.
