@@ -25,7 +25,7 @@ C_HEADERS    := $(wildcard mod_wasm/*.h) host/include/mod_wasm_host.h
 # Rust's standard library needs these from the system when linked statically.
 RUST_LIBS    := -lgcc_s -lutil -lrt -lpthread -lm -ldl
 
-.PHONY: all build deps host guests module run test unit e2e lint header clean FORCE
+.PHONY: all build deps host guests module run test unit e2e lint bench header clean FORCE
 
 all: build
 
@@ -88,6 +88,12 @@ lint: deps
 	$(CARGO) clippy --release --locked -p mod-wasm-guest -p mod-wasm-guest-macro --all-targets -- -D warnings
 	$(CARGO) clippy --release --locked --target $(WASIP1_TARGET) -p legacy-hello -p cgi-echo \
 	    -p list-dir -p legacy-test-guest -- -D warnings
+
+# Throughput and latency against Apache's static path, event and prefork,
+# plus the host's in-process cost per request (not part of `make test`).
+bench: build
+	$(CARGO) build --release --locked -p mod-wasm-host --example instantiate
+	$(PYTHON) scripts/bench
 
 # Regenerates the committed C header after a change to host/src/ffi.
 header:

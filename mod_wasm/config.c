@@ -138,12 +138,66 @@ static const char *guest_path(cmd_parms *cmd, const char *arg, const void *other
     return NULL;
 }
 
-/* After a guest was compiled (or found in the cache) for this directive. */
-static void log_compiled(cmd_parms *cmd, const char *path, bool compiled)
+/* After a guest was compiled (or found in a cache) for this directive. */
+static void log_compiled(cmd_parms *cmd, const char *path, mw_outcome outcome)
 {
-    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, cmd->server,
-                 "MW00001: %s %s (%s:%d)", compiled ? "compiled" : "reused compiled",
-                 path, cmd->directive->filename, cmd->directive->line_num);
+    static const char *const how[] = {
+        [MW_OUTCOME_COMPILED] = "compiled",
+        [MW_OUTCOME_REUSED] = "reused compiled",
+        [MW_OUTCOME_LOADED] = "loaded from the cache directory the compiled",
+    };
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, cmd->server, "MW00001: %s %s (%s:%d)",
+                 how[outcome], path, cmd->directive->filename, cmd->directive->line_num);
+}
+
+/* Before the first guest is compiled: where compiled code is kept, if no
+ * WasmCacheDir said so already. The default is under Apache's runtime
+ * directory (DefaultRuntimeDir); if that cannot be used, start-up goes on
+ * and every start compiles again. */
+static void decide_cache_dir(cmd_parms *cmd)
+{
+    char err[MW_ERROR_LEN] = "";
+    const char *dir;
+
+    if (mw_host_cache_dir_decided(current_host)) {
+        return;
+    }
+    dir = ap_runtime_dir_relative(cmd->temp_pool, "mod_wasm");
+    if (dir && mw_host_set_cache_dir(current_host, (mw_bytes){(const uint8_t *)dir, strlen(dir)},
+                                     err, sizeof(err)) == MW_RESULT_OK) {
+        return;
+    }
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cmd->server,
+                 "MW00029: compiled code is not cached on disk, so every start compiles "
+                 "again (set WasmCacheDir before %s at %s:%d): %s", cmd->cmd->name,
+                 cmd->directive->filename, cmd->directive->line_num,
+                 dir ? err : "no runtime directory");
+    mw_host_set_cache_dir(current_host, (mw_bytes){NULL, 0}, err, sizeof(err));
+}
+
+/* WasmCacheDir <dir>|off: where compiled code is kept across restarts. */
+static const char *set_cache_dir(cmd_parms *cmd, void *dir_conf, const char *arg)
+{
+    char err[MW_ERROR_LEN] = "";
+    const char *dir = "", *why = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (why) {
+        return why;
+    }
+    if (!current_host) {
+        return "WasmCacheDir: mod_wasm was not initialised";
+    }
+    if (strcasecmp(arg, "off") != 0) {
+        dir = ap_server_root_relative(cmd->temp_pool, arg);
+        if (!dir) {
+            return apr_psprintf(cmd->pool, "WasmCacheDir: invalid path '%s'", arg);
+        }
+    }
+    if (mw_host_set_cache_dir(current_host, (mw_bytes){(const uint8_t *)dir, strlen(dir)},
+                              err, sizeof(err)) != MW_RESULT_OK) {
+        return apr_psprintf(cmd->pool, "WasmCacheDir: %s", err);
+    }
+    return NULL;
 }
 
 /* WasmComponent <path>: validated and compiled right here, so that a bad
@@ -152,17 +206,18 @@ static const char *set_component(cmd_parms *cmd, void *dir_conf, const char *arg
 {
     mw_dir_config *conf = dir_conf;
     const char *path, *why = guest_path(cmd, arg, conf->module, &path);
-    bool compiled = false;
+    mw_outcome outcome;
     char err[MW_ERROR_LEN] = "";
 
     if (why) {
         return why;
     }
+    decide_cache_dir(cmd);
     if (mw_host_add_component(current_host, (mw_bytes){(const uint8_t *)path, strlen(path)},
-                              &conf->component, &compiled, err, sizeof(err)) != MW_RESULT_OK) {
+                              &conf->component, &outcome, err, sizeof(err)) != MW_RESULT_OK) {
         return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
     }
-    log_compiled(cmd, path, compiled);
+    log_compiled(cmd, path, outcome);
     conf->where = where_of(cmd, path);
     conf->section = cmd->path ? cmd->path : "/";
     return NULL;
@@ -181,7 +236,7 @@ static const char *set_module(cmd_parms *cmd, void *dir_conf, const char *arg)
 {
     mw_dir_config *conf = dir_conf;
     const char *path, *why = guest_path(cmd, arg, conf->component, &path);
-    bool compiled = false;
+    mw_outcome outcome;
     char err[MW_ERROR_LEN] = "";
     mw_bytes bytes;
     mw_result rv;
@@ -200,13 +255,14 @@ static const char *set_module(cmd_parms *cmd, void *dir_conf, const char *arg)
         }
     }
     else {
-        rv = mw_host_add_module(current_host, bytes, &conf->module, &compiled, err, sizeof(err));
+        decide_cache_dir(cmd);
+        rv = mw_host_add_module(current_host, bytes, &conf->module, &outcome, err, sizeof(err));
     }
     if (rv != MW_RESULT_OK) {
         return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
     }
     if (!in_htaccess(cmd)) {
-        log_compiled(cmd, path, compiled);
+        log_compiled(cmd, path, outcome);
     }
     conf->module_name = apr_filepath_name_get(path);
     conf->where = where_of(cmd, path);
@@ -428,5 +484,9 @@ const command_rec mw_directives[] = {
                    "(default rw)"),
     AP_INIT_ITERATE("WasmAllowOutgoing", add_outgoing, NULL, MW_ADMIN_ONLY,
                     "destinations of outgoing HTTP requests: [scheme://]host[:port]"),
+    AP_INIT_TAKE1("WasmCacheDir", set_cache_dir, NULL, RSRC_CONF,
+                  "where compiled code is kept across restarts, or off; before the "
+                  "first WasmComponent or WasmModule (default: mod_wasm in the "
+                  "runtime directory)"),
     {NULL}
 };

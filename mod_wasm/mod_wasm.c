@@ -12,6 +12,7 @@
 #include "http_log.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "ap_mpm.h"
 
 static apr_status_t free_host(void *host)
 {
@@ -40,12 +41,27 @@ static int wasm_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
  * are loaded here, per process. */
 static void wasm_child_init(apr_pool_t *pchild, server_rec *s)
 {
-    char err[MW_ERROR_LEN] = "";
+    char info[MW_ERROR_LEN] = "", err[MW_ERROR_LEN] = "";
     mw_host *host = mw_current_host();
-    if (host && mw_host_child_init(host, err, sizeof(err)) != MW_RESULT_OK) {
+    int threads = 1;
+    bool warn = false;
+
+    if (!host) {
+        return;
+    }
+    /* One request per thread at a time: the instance pool's size. */
+    if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS || threads < 1) {
+        threads = 1;
+    }
+    if (mw_host_child_init(host, (uint32_t)threads, info, sizeof(info), &warn, err,
+                           sizeof(err)) != MW_RESULT_OK) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
                      "MW00003: loading components in child %" APR_PID_T_FMT " failed; "
                      "their requests will fail: %s", getpid(), err);
+    }
+    if (*info) {
+        ap_log_error(APLOG_MARK, warn ? APLOG_WARNING : APLOG_DEBUG, 0, s,
+                     "MW00030: child %" APR_PID_T_FMT ": %s", getpid(), info);
     }
 }
 

@@ -82,6 +82,25 @@ typedef enum mw_result mw_result;
 typedef uint32_t mw_result;
 #endif // __STDC_VERSION__ >= 202311L
 
+// How a file named by a directive was made ready.
+enum mw_outcome
+#if __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // __STDC_VERSION__ >= 202311L
+ {
+  // Compiled now (and stored in the cache directory, if there is one).
+  MW_OUTCOME_COMPILED = 0,
+  // This process had already compiled the unchanged file.
+  MW_OUTCOME_REUSED = 1,
+  // Loaded from the cache directory, which held code for its content.
+  MW_OUTCOME_LOADED = 2,
+};
+#if __STDC_VERSION__ >= 202311L
+typedef enum mw_outcome mw_outcome;
+#else
+typedef uint32_t mw_outcome;
+#endif // __STDC_VERSION__ >= 202311L
+
 // What a callback reports.
 enum mw_io
 #if __STDC_VERSION__ >= 202311L
@@ -264,8 +283,7 @@ void mw_host_free(struct mw_host *host);
 
 // Validates and compiles the component at `path` (absolute), or reuses the
 // entry of an earlier call for the same file. On success `*component_out`
-// is the entry and `*compiled_out` tells whether it was compiled now (false:
-// from the cache). On failure `err` holds a sentence naming the path.
+// is the entry and `*outcome_out` tells how it was made ready. On failure `err` holds a sentence naming the path.
 //
 // # Safety
 // `host` came from [`mw_host_new`]; `path` is valid; `err` has `err_len`
@@ -273,18 +291,47 @@ void mw_host_free(struct mw_host *host);
 mw_result mw_host_add_component(struct mw_host *host,
                                 struct mw_bytes path,
                                 const struct mw_component **component_out,
-                                bool *compiled_out,
+                                mw_outcome *outcome_out,
                                 char *err,
                                 size_t err_len);
 
-// Loads every component of `host` into this child process. Call once per
-// child, before serving. A failure is reported in `err`; the components
-// that loaded still serve.
+// Keeps compiled code in the directory `dir` (`WasmCacheDir`; created if
+// missing), or in memory only if `dir` is empty. Must be called before the
+// first file is added; fails with a sentence if the directory cannot be
+// created or is not safe to load code from.
 //
 // # Safety
-// `host` came from [`mw_host_new`]; no request is being served; `err` has
-// `err_len` writable bytes.
-mw_result mw_host_child_init(struct mw_host *host, char *err, size_t err_len);
+// `host` came from [`mw_host_new`]; `dir` is valid; `err` has `err_len`
+// writable bytes.
+mw_result mw_host_set_cache_dir(struct mw_host *host,
+                                struct mw_bytes dir,
+                                char *err,
+                                size_t err_len);
+
+// Whether [`mw_host_set_cache_dir`] has been called on `host` (false for
+// NULL).
+//
+// # Safety
+// `host` is NULL or came from [`mw_host_new`].
+bool mw_host_cache_dir_decided(const struct mw_host *host);
+
+// Loads every component of `host` into this child process, with an
+// instance pool for `threads` requests at once (0: no pool). Call once per
+// child, before serving. `info` receives a sentence on how instances are
+// allocated (for the log), and `*warn_out` whether it is a warning (no
+// pool although one was asked for). A failure is reported in `err`; the
+// components that loaded still serve.
+//
+// # Safety
+// `host` came from [`mw_host_new`]; no request is being served; `info` has
+// `info_len` and `err` `err_len` writable bytes; `warn_out` is writable.
+mw_result mw_host_child_init(struct mw_host *host,
+                             uint32_t threads,
+                             char *info,
+                             size_t info_len,
+                             bool *warn_out,
+                             char *err,
+                             size_t err_len);
 
 // Serves one request with a fresh instance of `component` confined to
 // `sandbox`, blocking until the response is complete. The callbacks of
@@ -311,7 +358,7 @@ mw_result mw_component_serve(const struct mw_component *component,
 mw_result mw_host_add_module(struct mw_host *host,
                              struct mw_bytes path,
                              const struct mw_module **module_out,
-                             bool *compiled_out,
+                             mw_outcome *outcome_out,
                              char *err,
                              size_t err_len);
 

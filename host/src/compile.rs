@@ -1,12 +1,15 @@
 //! Validating and compiling `.wasm` files in the Apache parent.
 //!
 //! Apache reads its configuration twice at start-up and again on every
-//! graceful restart. Compiling is expensive, so artifacts are cached for the
-//! life of the process, keyed by the file's identity (device, inode, size and
-//! modification time): an unchanged file is compiled once per process tree, a
-//! replaced one is compiled again. The children inherit the cache through
-//! fork() and only deserialize.
+//! graceful restart. Compiling is expensive, so artifacts are cached twice:
+//! for the life of the process, keyed by the file's identity (device, inode,
+//! size and modification time), and on disk across restarts, keyed by the
+//! file's content (see [`crate::cache`]). An unchanged file is compiled once,
+//! a replaced one again. The children inherit the artifacts through fork()
+//! and only load them: from the cache file, mapped, or from memory when
+//! there is no cache directory.
 
+use crate::cache::DiskCache;
 use crate::component::ComponentLinker;
 use crate::engine;
 use crate::legacy::ModuleLinker;
@@ -15,7 +18,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use wasmtime::component::Component;
-use wasmtime::{Engine, Module};
+use wasmtime::{Engine, Module, ResourcesRequired};
 
 /// What a file is served as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,14 +29,66 @@ pub enum Kind {
     Module,
 }
 
-/// A compiled, validated component or module, ready to be deserialized by a
+/// A compiled, validated component or module, ready to be loaded by a
 /// child.
 pub struct Artifact {
     /// The canonical path of the source file.
     pub path: PathBuf,
-    /// Output of `Component::serialize` or `Module::serialize` for an engine
-    /// built from [`engine::config`].
+    /// The compiled code, for an engine built from [`engine::config`].
+    pub code: Code,
+    /// What one instance needs from an instance pool.
+    pub footprint: Footprint,
+}
+
+/// Where an artifact's compiled code is.
+pub enum Code {
+    /// In a file of the disk cache, to be mapped.
+    File(PathBuf),
+    /// Output of `Component::serialize` or `Module::serialize`, held in
+    /// memory (no disk cache, or compiled by a child).
+    Bytes(Vec<u8>),
+}
+
+/// The linear memories and tables one instance of a component or module
+/// defines, to size the instance pool by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    /// Linear memories.
+    pub memories: u32,
+    /// Tables.
+    pub tables: u32,
+}
+
+impl Footprint {
+    /// What is assumed when Wasmtime cannot tell (a component that
+    /// instantiates imported modules, which no linker of ours provides).
+    const UNKNOWN: Footprint = Footprint {
+        memories: 4,
+        tables: 4,
+    };
+
+    fn of(resources: Option<ResourcesRequired>) -> Self {
+        resources.map_or(Footprint::UNKNOWN, |r| Footprint {
+            memories: r.num_memories,
+            tables: r.num_tables,
+        })
+    }
+
+    /// The larger of each count.
+    pub fn max(self, other: Footprint) -> Footprint {
+        Footprint {
+            memories: self.memories.max(other.memories),
+            tables: self.tables.max(other.tables),
+        }
+    }
+}
+
+/// A freshly compiled component or module.
+pub(crate) struct Compiled {
+    /// Output of `serialize`.
     pub serialized: Vec<u8>,
+    /// What one instance of it needs.
+    pub footprint: Footprint,
 }
 
 /// What a file looked like when it was compiled.
@@ -68,21 +123,26 @@ static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
 pub enum Outcome {
     /// The file was compiled now.
     Compiled,
-    /// An artifact for the unchanged file was already in the cache.
+    /// This process already had an artifact for the unchanged file.
     Cached,
+    /// The disk cache had the artifact for the file's content.
+    Loaded,
 }
 
 /// Validates and compiles the component at `path`, or returns the cached
-/// artifact for it. The error is a sentence for the admin that names the
-/// path.
-pub fn component(path: &Path) -> Result<(Arc<Artifact>, Outcome), String> {
-    artifact(path, Kind::Component)
+/// artifact for it; `disk` is the cache directory, if any. The error is a
+/// sentence for the admin that names the path.
+pub fn component(
+    path: &Path,
+    disk: Option<&DiskCache>,
+) -> Result<(Arc<Artifact>, Outcome), String> {
+    artifact(path, Kind::Component, disk)
 }
 
 /// Validates and compiles the WASI preview1 module at `path`, or returns the
 /// cached artifact for it, as [`component`] does for components.
-pub fn module(path: &Path) -> Result<(Arc<Artifact>, Outcome), String> {
-    artifact(path, Kind::Module)
+pub fn module(path: &Path, disk: Option<&DiskCache>) -> Result<(Arc<Artifact>, Outcome), String> {
+    artifact(path, Kind::Module, disk)
 }
 
 /// The canonical path of the regular file at `path`, and its identity now.
@@ -99,7 +159,11 @@ pub(crate) fn identify(path: &Path) -> Result<(PathBuf, FileIdentity), String> {
     Ok((canonical, FileIdentity::of(&metadata)))
 }
 
-fn artifact(path: &Path, kind: Kind) -> Result<(Arc<Artifact>, Outcome), String> {
+fn artifact(
+    path: &Path,
+    kind: Kind,
+    disk: Option<&DiskCache>,
+) -> Result<(Arc<Artifact>, Outcome), String> {
     let shown = path.display();
     let (canonical, identity) = identify(path)?;
 
@@ -111,19 +175,95 @@ fn artifact(path: &Path, kind: Kind) -> Result<(Arc<Artifact>, Outcome), String>
     let key = (canonical, kind);
     if let Some((cached, artifact)) = cache.get(&key)
         && *cached == identity
+        && artifact.code.is_available(disk)
     {
         return Ok((artifact.clone(), Outcome::Cached));
     }
 
     let bytes = std::fs::read(&key.0).map_err(|e| format!("cannot read {shown}: {e}"))?;
     check_layer(&bytes, kind).map_err(|why| format!("{shown} {why}"))?;
-    let serialized = compile_serially(&bytes, kind).map_err(|why| format!("{shown}: {why}"))?;
+    let (code, footprint, outcome) =
+        with_parent_engine(|engine| build(engine, &key.0, &bytes, kind, disk))
+            .map_err(|why| format!("{shown}: {why}"))?;
     let artifact = Arc::new(Artifact {
         path: key.0.clone(),
-        serialized,
+        code,
+        footprint,
     });
     cache.insert(key, (identity, artifact.clone()));
-    Ok((artifact, Outcome::Compiled))
+    Ok((artifact, outcome))
+}
+
+impl Code {
+    /// Whether a child can still load this code: a cache file may have been
+    /// deleted, or the cache directory changed, since it was made.
+    fn is_available(&self, disk: Option<&DiskCache>) -> bool {
+        match self {
+            Code::File(file) => {
+                disk.is_some_and(|d| file.parent() == Some(d.dir())) && file.is_file()
+            }
+            Code::Bytes(_) => disk.is_none(),
+        }
+    }
+}
+
+/// The artifact of `bytes` (read from `source`): loaded from the disk cache
+/// if it holds one, compiled otherwise (and stored there).
+fn build(
+    engine: &Engine,
+    source: &Path,
+    bytes: &[u8],
+    kind: Kind,
+    disk: Option<&DiskCache>,
+) -> Result<(Code, Footprint, Outcome), String> {
+    let Some(disk) = disk else {
+        let compiled = compile(engine, bytes, kind)?;
+        return Ok((
+            Code::Bytes(compiled.serialized),
+            compiled.footprint,
+            Outcome::Compiled,
+        ));
+    };
+    let entry = disk.entry(source, bytes, kind, engine);
+    // An entry that does not load (truncated by a full disk, or made by a
+    // Wasmtime that writes the same key differently) is compiled again and
+    // replaced.
+    if entry.is_file()
+        && let Ok(footprint) = load_file(engine, &entry, kind)
+    {
+        return Ok((Code::File(entry), footprint, Outcome::Loaded));
+    }
+    let compiled = compile(engine, bytes, kind)?;
+    disk.store(&entry, &compiled.serialized)?;
+    Ok((Code::File(entry), compiled.footprint, Outcome::Compiled))
+}
+
+/// Loads a cache file as the child will, and links it, so that a file the
+/// child could not use is found now.
+fn load_file(engine: &Engine, file: &Path, kind: Kind) -> Result<Footprint, String> {
+    match kind {
+        Kind::Component => {
+            // SAFETY: the file is in a cache directory only Apache's own user
+            // can write (checked by `DiskCache::open`), where it was stored
+            // by `Component::serialize`; Wasmtime checks its version and
+            // settings.
+            let component = unsafe { Component::deserialize_file(engine, file) }
+                .map_err(|e| format!("{e:#}"))?;
+            ComponentLinker::new(engine)
+                .map_err(|e| format!("cannot build the linker: {e:#}"))?
+                .pre_instantiate(&component)?;
+            Ok(Footprint::of(component.resources_required()))
+        }
+        Kind::Module => {
+            // SAFETY: as for components.
+            let module =
+                unsafe { Module::deserialize_file(engine, file) }.map_err(|e| format!("{e:#}"))?;
+            ModuleLinker::new(engine)
+                .map_err(|e| format!("cannot build the linker: {e:#}"))?
+                .pre_instantiate(&module)?;
+            Ok(Footprint::of(Some(module.resources_required())))
+        }
+    }
 }
 
 /// Tells a component from a core module or a file that is not Wasm at all,
@@ -156,7 +296,7 @@ fn check_layer(bytes: &[u8], kind: Kind) -> Result<(), &'static str> {
 /// Compiles `bytes` as `kind` with `engine` and links it against the same
 /// imports a child provides, checking the exports it must have, so that
 /// everything a child would find wrong is found when the file is named.
-pub(crate) fn compile(engine: &Engine, bytes: &[u8], kind: Kind) -> Result<Vec<u8>, String> {
+pub(crate) fn compile(engine: &Engine, bytes: &[u8], kind: Kind) -> Result<Compiled, String> {
     match kind {
         Kind::Component => {
             let component =
@@ -164,9 +304,12 @@ pub(crate) fn compile(engine: &Engine, bytes: &[u8], kind: Kind) -> Result<Vec<u
             ComponentLinker::new(engine)
                 .map_err(|e| format!("cannot build the linker: {e:#}"))?
                 .pre_instantiate(&component)?;
-            component
-                .serialize()
-                .map_err(|e| format!("cannot serialize the compiled component: {e:#}"))
+            Ok(Compiled {
+                serialized: component
+                    .serialize()
+                    .map_err(|e| format!("cannot serialize the compiled component: {e:#}"))?,
+                footprint: Footprint::of(component.resources_required()),
+            })
         }
         Kind::Module => {
             let module =
@@ -174,17 +317,20 @@ pub(crate) fn compile(engine: &Engine, bytes: &[u8], kind: Kind) -> Result<Vec<u
             ModuleLinker::new(engine)
                 .map_err(|e| format!("cannot build the linker: {e:#}"))?
                 .pre_instantiate(&module)?;
-            module
-                .serialize()
-                .map_err(|e| format!("cannot serialize the compiled module: {e:#}"))
+            Ok(Compiled {
+                serialized: module
+                    .serialize()
+                    .map_err(|e| format!("cannot serialize the compiled module: {e:#}"))?,
+                footprint: Footprint::of(Some(module.resources_required())),
+            })
         }
     }
 }
 
-/// [`compile`] in the parent, with a throwaway engine.
-fn compile_serially(bytes: &[u8], kind: Kind) -> Result<Vec<u8>, String> {
+/// Runs `work` in the parent with a throwaway engine.
+fn with_parent_engine<R>(work: impl FnOnce(&Engine) -> Result<R, String>) -> Result<R, String> {
     let engine = engine::new().map_err(|e| format!("cannot create a Wasmtime engine: {e:#}"))?;
-    let result = compile(&engine, bytes, kind);
+    let result = work(&engine);
     // Wasmtime installed its trap handlers when the engine was created. The
     // children must install their own after fork(), chained to the handlers
     // Apache sets up there, so take ours out of the parent again. Every other
@@ -233,7 +379,9 @@ mod tests {
 
     #[test]
     fn names_the_path_when_the_file_is_missing() {
-        let err = component(Path::new("/nonexistent/app.wasm")).err().unwrap();
+        let err = component(Path::new("/nonexistent/app.wasm"), None)
+            .err()
+            .unwrap();
         assert!(err.contains("/nonexistent/app.wasm"), "{err}");
     }
 }

@@ -5,7 +5,9 @@
 //! only works when both engines were built from the same settings: keep every
 //! setting that affects code generation here and nowhere else.
 
-use wasmtime::{Config, Engine, Result};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Result,
+};
 
 /// The stack a guest and the host code it calls run on: 8 MiB, Linux's
 /// default thread stack, which is what Apache's own code expects.
@@ -32,7 +34,121 @@ pub fn config() -> Config {
     config
 }
 
-/// A new engine from [`config`].
+/// A new engine from [`config`], allocating instances on demand: for
+/// compiling, and wherever no pool can be had.
 pub fn new() -> Result<Engine> {
     Engine::new(&config())
+}
+
+/// What one child process may run at once, to size its instance pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// Requests served at the same time: the MPM's threads per child. Zero
+    /// asks for no pool.
+    pub requests: u32,
+    /// Linear memories one request's guest may have (the most any loaded
+    /// component or module defines).
+    pub memories_per_request: u32,
+    /// Tables one request's guest may have.
+    pub tables_per_request: u32,
+}
+
+/// How a serving engine allocates instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocation {
+    /// From a pool sized for [`Capacity`], reset between requests.
+    Pooled,
+    /// With mmap per instance, because the pool could not be reserved (the
+    /// error says why).
+    OnDemand,
+}
+
+/// Core instances one request may create: a component is several core
+/// modules (the guest, its libc, adapters and shims); interpreters ship
+/// dozens. Each slot reserves 1 MiB of address space, touched only as used.
+const CORE_INSTANCES_PER_REQUEST: u32 = 64;
+
+/// Linear memory the pool keeps mapped in a free slot rather than returning
+/// to the kernel: a guest's next request finds its stack and heap already
+/// there instead of faulting them in again. Only pages a guest touched are
+/// resident, and `pagemap_scan` resets just those.
+const MEMORY_KEEP_RESIDENT: usize = 1 << 20;
+
+/// The same for a guest's fiber stack.
+const STACK_KEEP_RESIDENT: usize = 128 << 10;
+
+/// An engine for a serving child: [`config`] with a pooling allocator sized
+/// for `capacity`, or, if the pool's address space cannot be reserved (a
+/// low `ulimit -v`), with on-demand allocation and the reason.
+///
+/// Pooled instances skip the mmap, mprotect and munmap calls of a fresh
+/// instance (the memory, its copy-on-write image, tables, the fiber stack);
+/// those calls also contend between threads of one process.
+pub fn for_serving(capacity: Capacity) -> Result<(Engine, Allocation, Option<String>)> {
+    if capacity.requests == 0 {
+        return Ok((new()?, Allocation::OnDemand, None));
+    }
+    let mut config = config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(capacity)));
+    match Engine::new(&config) {
+        Ok(engine) => Ok((engine, Allocation::Pooled, None)),
+        Err(pooled) => Ok((new()?, Allocation::OnDemand, Some(format!("{pooled:#}")))),
+    }
+}
+
+fn pool(capacity: Capacity) -> PoolingAllocationConfig {
+    // A subrequest or an error document may be served while a request is
+    // still holding its instance in the same process: one spare slot.
+    let requests = capacity.requests + 1;
+    let memories = capacity.memories_per_request.max(1);
+    let tables = capacity.tables_per_request.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(requests)
+        .total_core_instances(requests * CORE_INSTANCES_PER_REQUEST)
+        .total_memories(requests * memories)
+        .total_tables(requests * tables)
+        .total_stacks(requests)
+        .max_memories_per_module(memories)
+        .max_tables_per_module(tables)
+        // Tables grow up to the sandbox's limit; a slot reserves 8 bytes per
+        // element of address space and backs only what a guest uses.
+        .table_elements(crate::sandbox::MAX_TABLE_ELEMENTS)
+        .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+        .table_keep_resident(64 << 10)
+        .async_stack_keep_resident(STACK_KEEP_RESIDENT)
+        .pagemap_scan(Enabled::Auto);
+    pool
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capacity(requests: u32) -> Capacity {
+        Capacity {
+            requests,
+            memories_per_request: 1,
+            tables_per_request: 2,
+        }
+    }
+
+    #[test]
+    fn a_child_gets_a_pool_for_its_threads() {
+        let (_, allocation, why) = for_serving(capacity(4)).unwrap();
+        assert_eq!((allocation, why), (Allocation::Pooled, None));
+    }
+
+    #[test]
+    fn no_threads_means_no_pool() {
+        let (_, allocation, why) = for_serving(capacity(0)).unwrap();
+        assert_eq!((allocation, why), (Allocation::OnDemand, None));
+    }
+
+    #[test]
+    fn a_pool_too_big_to_reserve_falls_back_with_the_reason() {
+        // A million 4 GiB memories: far more address space than x86-64 has.
+        let (_, allocation, why) = for_serving(capacity(1 << 20)).unwrap();
+        assert_eq!(allocation, Allocation::OnDemand);
+        assert!(why.is_some_and(|why| !why.is_empty()));
+    }
 }

@@ -11,8 +11,10 @@
 //! the children while serving: those modules are compiled there, on first
 //! use, by [`Host::module_for_htaccess`].
 
-use crate::compile::{self, Artifact, FileIdentity, Kind, Outcome};
+use crate::cache::DiskCache;
+use crate::compile::{self, Artifact, Code, FileIdentity, Footprint, Kind, Outcome};
 use crate::component::{ComponentLinker, RequestState};
+use crate::engine::{Allocation, Capacity};
 use crate::legacy::{LegacyState, ModuleLinker};
 use crate::{engine, ticker};
 use std::collections::HashMap;
@@ -32,6 +34,20 @@ pub struct Host {
     /// once, and freed when the last request holding it ends.
     htaccess_modules: Mutex<HtaccessModules>,
     engine: Option<Engine>,
+    /// Where compiled code is kept across restarts; decided before the
+    /// first file is added.
+    disk_cache: Option<Option<DiskCache>>,
+}
+
+/// How [`Host::child_init`] set up a child, for its log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildSetup {
+    /// How instances are allocated.
+    pub allocation: Allocation,
+    /// What the pool was sized for.
+    pub capacity: Capacity,
+    /// Why there is no pool, if there is none although one was asked for.
+    pub pool_error: Option<String>,
 }
 
 /// `.htaccess` modules by canonical path, with the identity of the file they
@@ -112,6 +128,28 @@ impl Host {
         Host::default()
     }
 
+    /// Keeps compiled code in `dir` (`WasmCacheDir`), or nowhere but in
+    /// memory if `None`. Only before the first file is added: files already
+    /// compiled were stored elsewhere.
+    pub fn set_cache_dir(&mut self, dir: Option<&Path>) -> Result<(), String> {
+        if !self.components.entries.is_empty() || !self.modules.entries.is_empty() {
+            return Err("must come before the first WasmComponent or WasmModule, \
+                        which are compiled where they appear"
+                .into());
+        }
+        self.disk_cache = Some(dir.map(DiskCache::open).transpose()?);
+        Ok(())
+    }
+
+    /// Whether the cache directory has been decided (by [`Host::set_cache_dir`]).
+    pub fn cache_dir_decided(&self) -> bool {
+        self.disk_cache.is_some()
+    }
+
+    fn disk_cache(&self) -> Option<&DiskCache> {
+        self.disk_cache.as_ref().and_then(Option::as_ref)
+    }
+
     /// Validates and compiles the component at `path` (or takes it from the
     /// cache) and returns its entry, shared with earlier directives that
     /// named the same file.
@@ -119,14 +157,14 @@ impl Host {
         &mut self,
         path: &Path,
     ) -> Result<(&Arc<HostedComponent>, Outcome), String> {
-        let (artifact, outcome) = compile::component(path)?;
+        let (artifact, outcome) = compile::component(path, self.disk_cache())?;
         Ok((self.components.add(artifact), outcome))
     }
 
     /// Validates and compiles the WASI preview1 module at `path` (or takes
     /// it from the cache), as [`Host::add_component`] does for components.
     pub fn add_module(&mut self, path: &Path) -> Result<(&Arc<HostedModule>, Outcome), String> {
-        let (artifact, outcome) = compile::module(path)?;
+        let (artifact, outcome) = compile::module(path, self.disk_cache())?;
         Ok((self.modules.add(artifact), outcome))
     }
 
@@ -159,11 +197,12 @@ impl Host {
         }
         let shown = path.display();
         let bytes = std::fs::read(&canonical).map_err(|e| format!("cannot read {shown}: {e}"))?;
-        let serialized = compile::compile(engine, &bytes, Kind::Module)
+        let compiled = compile::compile(engine, &bytes, Kind::Module)
             .map_err(|why| format!("{shown}: {why}"))?;
         let hosted = Arc::new(HostedModule::new(Arc::new(Artifact {
             path: canonical.clone(),
-            serialized,
+            code: Code::Bytes(compiled.serialized),
+            footprint: compiled.footprint,
         })));
         let pre = load_module(engine, &hosted.artifact).map_err(|why| format!("{shown}: {why}"))?;
         _ = hosted.pre.set(pre);
@@ -182,24 +221,23 @@ impl Host {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Creates this process's engine and loads every component and module.
-    /// One that fails to load is reported and left unloaded (its requests
-    /// fail); the others still serve.
-    pub fn child_init(&mut self) -> Result<(), String> {
+    /// Creates this process's engine, with an instance pool for `threads`
+    /// requests at once (the MPM's threads per child; 0 for no pool), and
+    /// loads every component and module. One that fails to load is reported and left
+    /// unloaded (its requests fail); the others still serve.
+    pub fn child_init(&mut self, threads: u32) -> Result<ChildSetup, String> {
         if self.engine.is_some() {
             return Err("the components are already loaded in this process".into());
         }
-        let engine = engine::new().map_err(|e| format!("cannot create the engine: {e:#}"))?;
+        let capacity = self.capacity(threads);
+        let (engine, allocation, pool_error) = engine::for_serving(capacity)
+            .map_err(|e| format!("cannot create the engine: {e:#}"))?;
         ticker::start(&engine).map_err(|e| format!("cannot start the epoch ticker: {e}"))?;
         let linker =
             ComponentLinker::new(&engine).map_err(|e| format!("cannot build the linker: {e:#}"))?;
         let mut errors = Vec::new();
         for hosted in &self.components.entries {
-            // SAFETY: the bytes were produced by `Component::serialize` in
-            // this process tree (the parent, before fork) with the same
-            // engine configuration; they never came from a file.
-            let loaded = unsafe { Component::deserialize(&engine, &hosted.artifact.serialized) }
-                .map_err(|e| format!("{e:#}"))
+            let loaded = load_component(&engine, &hosted.artifact)
                 .and_then(|component| linker.pre_instantiate(&component));
             match loaded {
                 Ok(pre) => _ = hosted.pre.set(pre),
@@ -214,20 +252,70 @@ impl Host {
         }
         self.engine = Some(engine);
         if errors.is_empty() {
-            Ok(())
+            Ok(ChildSetup {
+                allocation,
+                capacity,
+                pool_error,
+            })
         } else {
             Err(errors.join("; "))
         }
     }
+
+    /// The pool one child needs: `threads` requests, each with as many
+    /// memories and tables as the largest component or module has (and
+    /// room for `.htaccess` modules, unknown until they are named).
+    fn capacity(&self, threads: u32) -> Capacity {
+        let htaccess_room = Footprint {
+            memories: 1,
+            tables: 1,
+        };
+        let footprint = self
+            .components
+            .entries
+            .iter()
+            .map(|c| c.artifact.footprint)
+            .chain(self.modules.entries.iter().map(|m| m.artifact.footprint))
+            .fold(htaccess_room, Footprint::max);
+        Capacity {
+            requests: threads,
+            memories_per_request: footprint.memories,
+            tables_per_request: footprint.tables,
+        }
+    }
+}
+
+/// Loads a component compiled for `engine`'s configuration, and makes its
+/// memory images now rather than in its first request.
+fn load_component(engine: &Engine, artifact: &Artifact) -> Result<Component, String> {
+    let component = match &artifact.code {
+        // SAFETY: the file is in a cache directory only Apache's own user
+        // can write, stored there by `Component::serialize` in the parent.
+        Code::File(file) => unsafe { Component::deserialize_file(engine, file) },
+        // SAFETY: the bytes were produced by `Component::serialize` in this
+        // process tree with the same engine configuration.
+        Code::Bytes(bytes) => unsafe { Component::deserialize(engine, bytes) },
+    }
+    .map_err(|e| format!("{e:#}"))?;
+    component
+        .initialize_copy_on_write_image()
+        .map_err(|e| format!("cannot prepare its memory image: {e:#}"))?;
+    Ok(component)
 }
 
 /// Deserializes and pre-instantiates a module compiled for `engine`'s
 /// configuration.
 fn load_module(engine: &Engine, artifact: &Artifact) -> Result<InstancePre<LegacyState>, String> {
-    // SAFETY: the bytes were produced by `Module::serialize` in this process
-    // tree with the same engine configuration; they never came from a file.
-    let module = unsafe { Module::deserialize(engine, &artifact.serialized) }
-        .map_err(|e| format!("{e:#}"))?;
+    let module = match &artifact.code {
+        // SAFETY: as in `load_component`.
+        Code::File(file) => unsafe { Module::deserialize_file(engine, file) },
+        // SAFETY: as in `load_component`.
+        Code::Bytes(bytes) => unsafe { Module::deserialize(engine, bytes) },
+    }
+    .map_err(|e| format!("{e:#}"))?;
+    module
+        .initialize_copy_on_write_image()
+        .map_err(|e| format!("cannot prepare its memory image: {e:#}"))?;
     ModuleLinker::new(engine)
         .map_err(|e| format!("cannot build the linker: {e:#}"))?
         .pre_instantiate(&module)

@@ -24,6 +24,7 @@
 //! C side passes in.
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod compile;
 pub mod component;
 pub mod engine;

@@ -4,10 +4,11 @@
 use super::error::{ErrorBuf, guarded};
 use super::exchange::{CBody, CLog, CSink, mw_exchange, mw_request};
 use super::sandbox::{mw_sandbox, sandbox_from};
-use super::{mw_bytes, mw_result, slice};
+use super::{mw_bytes, mw_outcome, mw_result, slice};
 use crate::compile::Outcome;
 use crate::component::{self, RequestFacts, RequestHead, ServeError};
-use crate::host::{Host, HostedComponent};
+use crate::engine::Allocation;
+use crate::host::{ChildSetup, Host, HostedComponent};
 use crate::log::RequestLog;
 use std::ffi::{OsStr, c_char};
 use std::os::unix::ffi::OsStrExt;
@@ -53,8 +54,7 @@ pub unsafe extern "C" fn mw_host_free(host: *mut mw_host) {
 
 /// Validates and compiles the component at `path` (absolute), or reuses the
 /// entry of an earlier call for the same file. On success `*component_out`
-/// is the entry and `*compiled_out` tells whether it was compiled now (false:
-/// from the cache). On failure `err` holds a sentence naming the path.
+/// is the entry and `*outcome_out` tells how it was made ready. On failure `err` holds a sentence naming the path.
 ///
 /// # Safety
 /// `host` came from [`mw_host_new`]; `path` is valid; `err` has `err_len`
@@ -64,7 +64,7 @@ pub unsafe extern "C" fn mw_host_add_component(
     host: *mut mw_host,
     path: mw_bytes,
     component_out: *mut *const mw_component,
-    compiled_out: *mut bool,
+    outcome_out: *mut mw_outcome,
     err: *mut c_char,
     err_len: usize,
 ) -> mw_result {
@@ -74,7 +74,7 @@ pub unsafe extern "C" fn mw_host_add_component(
             host,
             path,
             component_out,
-            compiled_out,
+            outcome_out,
             err,
             err_len,
             |host, path| {
@@ -94,14 +94,14 @@ pub(crate) unsafe fn add_file<T>(
     host: *mut mw_host,
     path: mw_bytes,
     entry_out: *mut *const T,
-    compiled_out: *mut bool,
+    outcome_out: *mut mw_outcome,
     err: *mut c_char,
     err_len: usize,
     add: impl FnOnce(&mut Host, &Path) -> Result<(*const T, Outcome), String>,
 ) -> mw_result {
     let err = ErrorBuf::new(err, err_len);
     guarded(err, || {
-        if host.is_null() || entry_out.is_null() || compiled_out.is_null() {
+        if host.is_null() || entry_out.is_null() || outcome_out.is_null() {
             return err.fail(mw_result::NullArgument, "NULL argument");
         }
         // SAFETY: the caller's contract.
@@ -111,7 +111,7 @@ pub(crate) unsafe fn add_file<T>(
                 // SAFETY: checked for NULL above.
                 unsafe {
                     *entry_out = entry;
-                    *compiled_out = outcome == Outcome::Compiled;
+                    *outcome_out = outcome.into();
                 }
                 mw_result::Ok
             }
@@ -120,16 +120,18 @@ pub(crate) unsafe fn add_file<T>(
     })
 }
 
-/// Loads every component of `host` into this child process. Call once per
-/// child, before serving. A failure is reported in `err`; the components
-/// that loaded still serve.
+/// Keeps compiled code in the directory `dir` (`WasmCacheDir`; created if
+/// missing), or in memory only if `dir` is empty. Must be called before the
+/// first file is added; fails with a sentence if the directory cannot be
+/// created or is not safe to load code from.
 ///
 /// # Safety
-/// `host` came from [`mw_host_new`]; no request is being served; `err` has
-/// `err_len` writable bytes.
+/// `host` came from [`mw_host_new`]; `dir` is valid; `err` has `err_len`
+/// writable bytes.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mw_host_child_init(
+pub unsafe extern "C" fn mw_host_set_cache_dir(
     host: *mut mw_host,
+    dir: mw_bytes,
     err: *mut c_char,
     err_len: usize,
 ) -> mw_result {
@@ -139,12 +141,82 @@ pub unsafe extern "C" fn mw_host_child_init(
             return err.fail(mw_result::NullArgument, "NULL argument");
         }
         // SAFETY: the caller's contract.
-        let host = unsafe { &mut *host.cast::<Host>() };
-        match host.child_init() {
+        let (host, dir) = unsafe { (&mut *host.cast::<Host>(), dir.as_slice()) };
+        let dir = (!dir.is_empty()).then(|| Path::new(OsStr::from_bytes(dir)));
+        match host.set_cache_dir(dir) {
             Ok(()) => mw_result::Ok,
+            Err(why) => err.fail(mw_result::InvalidConfig, &why),
+        }
+    })
+}
+
+/// Whether [`mw_host_set_cache_dir`] has been called on `host` (false for
+/// NULL).
+///
+/// # Safety
+/// `host` is NULL or came from [`mw_host_new`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_host_cache_dir_decided(host: *const mw_host) -> bool {
+    // SAFETY: the caller's contract.
+    !host.is_null() && unsafe { &*host.cast::<Host>() }.cache_dir_decided()
+}
+
+/// Loads every component of `host` into this child process, with an
+/// instance pool for `threads` requests at once (0: no pool). Call once per
+/// child, before serving. `info` receives a sentence on how instances are
+/// allocated (for the log), and `*warn_out` whether it is a warning (no
+/// pool although one was asked for). A failure is reported in `err`; the
+/// components that loaded still serve.
+///
+/// # Safety
+/// `host` came from [`mw_host_new`]; no request is being served; `info` has
+/// `info_len` and `err` `err_len` writable bytes; `warn_out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_host_child_init(
+    host: *mut mw_host,
+    threads: u32,
+    info: *mut c_char,
+    info_len: usize,
+    warn_out: *mut bool,
+    err: *mut c_char,
+    err_len: usize,
+) -> mw_result {
+    let info = ErrorBuf::new(info, info_len);
+    let err = ErrorBuf::new(err, err_len);
+    guarded(err, || {
+        if host.is_null() || warn_out.is_null() {
+            return err.fail(mw_result::NullArgument, "NULL argument");
+        }
+        // SAFETY: the caller's contract.
+        let host = unsafe { &mut *host.cast::<Host>() };
+        match host.child_init(threads) {
+            Ok(setup) => {
+                info.write(&describe(&setup));
+                // SAFETY: checked for NULL above.
+                unsafe { *warn_out = setup.pool_error.is_some() };
+                mw_result::Ok
+            }
             Err(why) => err.fail(mw_result::InvalidComponent, &why),
         }
     })
+}
+
+/// The log line's words for how a child allocates instances.
+fn describe(setup: &ChildSetup) -> String {
+    let capacity = setup.capacity;
+    match (setup.allocation, &setup.pool_error) {
+        (Allocation::Pooled, _) => format!(
+            "instances come from a pool for {} requests at once ({} memories and {} tables \
+             each)",
+            capacity.requests, capacity.memories_per_request, capacity.tables_per_request
+        ),
+        (Allocation::OnDemand, Some(why)) => format!(
+            "no instance pool for {} requests could be reserved, instances are allocated \
+             one by one: {why}",
+            capacity.requests
+        ),
+        (Allocation::OnDemand, None) => "instances are allocated one by one".into(),
+    }
 }
 
 /// Serves one request with a fresh instance of `component` confined to

@@ -75,6 +75,29 @@ pub struct mw_header {
     pub value: mw_bytes,
 }
 
+/// How a file named by a directive was made ready.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum mw_outcome {
+    /// Compiled now (and stored in the cache directory, if there is one).
+    Compiled = 0,
+    /// This process had already compiled the unchanged file.
+    Reused = 1,
+    /// Loaded from the cache directory, which held code for its content.
+    Loaded = 2,
+}
+
+impl From<crate::compile::Outcome> for mw_outcome {
+    fn from(outcome: crate::compile::Outcome) -> Self {
+        use crate::compile::Outcome;
+        match outcome {
+            Outcome::Compiled => mw_outcome::Compiled,
+            Outcome::Cached => mw_outcome::Reused,
+            Outcome::Loaded => mw_outcome::Loaded,
+        }
+    }
+}
+
 /// What a call returns.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use super::error::{ErrorBuf, guarded};
 use super::exchange::{CBody, CLog, COutput, mw_exchange};
 use super::host::{add_file, mw_host};
 use super::sandbox::{mw_sandbox, sandbox_from};
-use super::{mw_bytes, mw_header, mw_result, slice};
+use super::{mw_bytes, mw_header, mw_outcome, mw_result, slice};
 use crate::component::ServeError;
 use crate::host::{Host, HostedModule};
 use crate::legacy::{self, Invocation};
@@ -47,7 +47,7 @@ pub unsafe extern "C" fn mw_host_add_module(
     host: *mut mw_host,
     path: mw_bytes,
     module_out: *mut *const mw_module,
-    compiled_out: *mut bool,
+    outcome_out: *mut mw_outcome,
     err: *mut c_char,
     err_len: usize,
 ) -> mw_result {
@@ -57,7 +57,7 @@ pub unsafe extern "C" fn mw_host_add_module(
             host,
             path,
             module_out,
-            compiled_out,
+            outcome_out,
             err,
             err_len,
             |host, path| {

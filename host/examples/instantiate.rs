@@ -1,0 +1,121 @@
+//! Per-request cost of the host alone, without Apache: serves N requests to a
+//! component in-process with an empty body and a sink that drops the bytes,
+//! and prints microseconds per request.
+//!
+//! `cargo run --release -p mod-wasm-host --example instantiate -- APP.wasm [N] [THREADS]`
+//! (`make bench` runs it). Set `MOD_WASM_POOLING=0` to compare with the
+//! on-demand allocator, `MOD_WASM_CACHE=DIR` to use a disk cache.
+
+use mod_wasm_host::component::{
+    BodySource, ReadError, RequestFacts, RequestHead, ResponseSink, SinkError, build_request, serve,
+};
+use mod_wasm_host::host::Host;
+use mod_wasm_host::log::{LogKind, RequestLog};
+use mod_wasm_host::sandbox::Sandbox;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+struct NoBody;
+impl BodySource for NoBody {
+    fn read(&mut self, _: &mut [u8]) -> Result<usize, ReadError> {
+        Ok(0)
+    }
+}
+
+#[derive(Default)]
+struct CountingSink {
+    status: u16,
+    bytes: usize,
+}
+impl ResponseSink for CountingSink {
+    fn send_head(&mut self, status: u16, _: &http::HeaderMap) -> Result<(), SinkError> {
+        self.status = status;
+        Ok(())
+    }
+    fn send_data(&mut self, data: &[u8], _flush: bool) -> Result<(), SinkError> {
+        self.bytes += data.len();
+        Ok(())
+    }
+}
+
+struct Quiet;
+impl RequestLog for Quiet {
+    fn log(&self, _: LogKind, _: &[u8]) {}
+    fn guest_log(&self, _: u8, _: &[u8]) {}
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let path = args
+        .next()
+        .expect("usage: instantiate APP.wasm [REQUESTS] [THREADS]");
+    let requests: usize = args.next().map_or(20_000, |n| n.parse().expect("REQUESTS"));
+    let threads: usize = args.next().map_or(1, |n| n.parse().expect("THREADS"));
+
+    let mut host = Host::new();
+    let cache = std::env::var_os("MOD_WASM_CACHE");
+    host.set_cache_dir(cache.as_ref().map(Path::new))
+        .expect("cache directory");
+    let pooling = std::env::var("MOD_WASM_POOLING").map_or(true, |v| v != "0");
+    let started = Instant::now();
+    let entry = host
+        .add_component(Path::new(&path))
+        .expect("compile")
+        .0
+        .clone();
+    let compiled = started.elapsed();
+    let started = Instant::now();
+    let setup = host
+        .child_init(if pooling { threads as u32 } else { 0 })
+        .expect("child_init");
+    let loaded = started.elapsed();
+    let sandbox = Sandbox::default();
+    let pre = entry.pre().expect("loaded");
+
+    let one = |sandbox: &Sandbox| {
+        let head = RequestHead {
+            method: b"GET",
+            scheme: b"http",
+            authority: b"localhost",
+            path_with_query: b"/hello",
+            headers: std::iter::empty(),
+        };
+        let (scheme, request) = build_request(head, NoBody).expect("request");
+        let mut sink = CountingSink::default();
+        serve(
+            pre,
+            scheme,
+            request,
+            &mut sink,
+            sandbox,
+            RequestFacts::default(),
+            Arc::new(Quiet),
+        )
+        .expect("serve");
+        assert_eq!(sink.status, 200);
+    };
+    for _ in 0..200 {
+        one(&sandbox); // warm up: runtimes, pools, page cache
+    }
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                for _ in 0..requests / threads {
+                    one(&sandbox);
+                }
+            });
+        }
+    });
+    let elapsed = started.elapsed();
+    println!(
+        "{path}: compile {:.1} ms, load {:.1} ms, {:?}, {requests} requests on {threads} \
+         thread(s): {:.1} µs/request, {:.0} requests/s",
+        compiled.as_secs_f64() * 1e3,
+        loaded.as_secs_f64() * 1e3,
+        setup.allocation,
+        elapsed.as_secs_f64() * 1e6 / requests as f64 * threads as f64,
+        requests as f64 / elapsed.as_secs_f64(),
+    );
+}
