@@ -272,7 +272,9 @@ typedef struct mw_invocation {
   struct mw_bytes entry_point;
 } mw_invocation;
 
-// Creates an empty generation. Returns NULL only if the host failed.
+// Creates an empty generation. Returns NULL only if the host failed. Call
+// in the Apache parent, before it forks (see
+// [`crate::engine::open_pagemap_before_fork`]).
 struct mw_host *mw_host_new(void);
 
 // Frees a generation and its components. NULL is fine.

@@ -154,3 +154,9 @@ def test_each_child_has_an_instance_pool_for_its_threads(mpm, requests):
         text = logs(server)
         assert f"instances come from a pool for {requests} requests at once" in text, text
         assert "no instance pool" not in text
+        # The pool resets memories with PAGEMAP_SCAN through a file the
+        # child opened while it was still root (engine.rs says why); without
+        # it, every reset rewrites the whole keep-resident region.
+        for child in server.children():
+            fds = [os.readlink(f"/proc/{child}/fd/{fd}") for fd in os.listdir(f"/proc/{child}/fd")]
+            assert f"/proc/{child}/pagemap" in fds, fds

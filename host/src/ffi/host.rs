@@ -25,11 +25,14 @@ pub struct mw_component {
     _private: [u8; 0],
 }
 
-/// Creates an empty generation. Returns NULL only if the host failed.
+/// Creates an empty generation. Returns NULL only if the host failed. Call
+/// in the Apache parent, before it forks (see
+/// [`crate::engine::open_pagemap_before_fork`]).
 #[unsafe(no_mangle)]
 pub extern "C" fn mw_host_new() -> *mut mw_host {
     let mut host = std::ptr::null_mut();
     guarded(ErrorBuf::new(std::ptr::null_mut(), 0), || {
+        crate::engine::open_pagemap_before_fork();
         host = Box::into_raw(Box::new(Host::new())).cast::<mw_host>();
         mw_result::Ok
     });
