@@ -195,6 +195,33 @@ fn artifact(
 }
 
 impl Code {
+    /// The compiled component, for an engine built from [`engine::config`]
+    /// (the allocator may differ). Files are mapped, not copied.
+    pub fn component(&self, engine: &Engine) -> wasmtime::Result<Component> {
+        // SAFETY: a file is in a cache directory only Apache's own user can
+        // write (checked by `DiskCache::open`), where it was stored from
+        // `Component::serialize`; bytes came from `Component::serialize` in
+        // this process tree. Wasmtime checks the version and settings of
+        // both.
+        unsafe {
+            match self {
+                Code::File(file) => Component::deserialize_file(engine, file),
+                Code::Bytes(bytes) => Component::deserialize(engine, bytes),
+            }
+        }
+    }
+
+    /// The compiled module, as [`Code::component`] for components.
+    pub fn module(&self, engine: &Engine) -> wasmtime::Result<Module> {
+        // SAFETY: as in `Code::component`, with `Module::serialize`.
+        unsafe {
+            match self {
+                Code::File(file) => Module::deserialize_file(engine, file),
+                Code::Bytes(bytes) => Module::deserialize(engine, bytes),
+            }
+        }
+    }
+
     /// Whether a child can still load this code: a cache file may have been
     /// deleted, or the cache directory changed, since it was made.
     fn is_available(&self, disk: Option<&DiskCache>) -> bool {
@@ -241,23 +268,17 @@ fn build(
 /// Loads a cache file as the child will, and links it, so that a file the
 /// child could not use is found now.
 fn load_file(engine: &Engine, file: &Path, kind: Kind) -> Result<Footprint, String> {
+    let code = Code::File(file.to_path_buf());
     match kind {
         Kind::Component => {
-            // SAFETY: the file is in a cache directory only Apache's own user
-            // can write (checked by `DiskCache::open`), where it was stored
-            // by `Component::serialize`; Wasmtime checks its version and
-            // settings.
-            let component = unsafe { Component::deserialize_file(engine, file) }
-                .map_err(|e| format!("{e:#}"))?;
+            let component = code.component(engine).map_err(|e| format!("{e:#}"))?;
             ComponentLinker::new(engine)
                 .map_err(|e| format!("cannot build the linker: {e:#}"))?
                 .pre_instantiate(&component)?;
             Ok(Footprint::of(component.resources_required()))
         }
         Kind::Module => {
-            // SAFETY: as for components.
-            let module =
-                unsafe { Module::deserialize_file(engine, file) }.map_err(|e| format!("{e:#}"))?;
+            let module = code.module(engine).map_err(|e| format!("{e:#}"))?;
             ModuleLinker::new(engine)
                 .map_err(|e| format!("cannot build the linker: {e:#}"))?
                 .pre_instantiate(&module)?;

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use wasmtime::component::Component;
-use wasmtime::{Engine, InstancePre, Module};
+use wasmtime::{Engine, InstancePre};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// The components and modules of one configuration generation.
@@ -288,15 +288,10 @@ impl Host {
 /// Loads a component compiled for `engine`'s configuration, and makes its
 /// memory images now rather than in its first request.
 fn load_component(engine: &Engine, artifact: &Artifact) -> Result<Component, String> {
-    let component = match &artifact.code {
-        // SAFETY: the file is in a cache directory only Apache's own user
-        // can write, stored there by `Component::serialize` in the parent.
-        Code::File(file) => unsafe { Component::deserialize_file(engine, file) },
-        // SAFETY: the bytes were produced by `Component::serialize` in this
-        // process tree with the same engine configuration.
-        Code::Bytes(bytes) => unsafe { Component::deserialize(engine, bytes) },
-    }
-    .map_err(|e| format!("{e:#}"))?;
+    let component = artifact
+        .code
+        .component(engine)
+        .map_err(|e| format!("{e:#}"))?;
     component
         .initialize_copy_on_write_image()
         .map_err(|e| format!("cannot prepare its memory image: {e:#}"))?;
@@ -306,13 +301,7 @@ fn load_component(engine: &Engine, artifact: &Artifact) -> Result<Component, Str
 /// Deserializes and pre-instantiates a module compiled for `engine`'s
 /// configuration.
 fn load_module(engine: &Engine, artifact: &Artifact) -> Result<InstancePre<LegacyState>, String> {
-    let module = match &artifact.code {
-        // SAFETY: as in `load_component`.
-        Code::File(file) => unsafe { Module::deserialize_file(engine, file) },
-        // SAFETY: as in `load_component`.
-        Code::Bytes(bytes) => unsafe { Module::deserialize(engine, bytes) },
-    }
-    .map_err(|e| format!("{e:#}"))?;
+    let module = artifact.code.module(engine).map_err(|e| format!("{e:#}"))?;
     module
         .initialize_copy_on_write_image()
         .map_err(|e| format!("cannot prepare its memory image: {e:#}"))?;
