@@ -15,7 +15,7 @@ WASIP1_TARGET := wasm32-wasip1
 WASIP1_DIR   := target/$(WASIP1_TARGET)/release
 WASM_DIR     := target/$(WASM_TARGET)/release
 # Components written with guest-sdk, built by cargo for wasm32-wasip2.
-SDK_GUESTS   := hello json-api streaming upload-hash static-files proxy
+SDK_GUESTS   := hello json-api streaming upload-hash static-files proxy wws-reply
 HOST_LIB     := target/release/libmod_wasm_host.a
 MODULE       := target/apache/mod_wasm.so
 # C guests: Debian's clang and wasi-libc (installed by scripts/install-deps).
@@ -25,11 +25,11 @@ C_HEADERS    := $(wildcard mod_wasm/*.h) host/include/mod_wasm_host.h
 # Rust's standard library needs these from the system when linked statically.
 RUST_LIBS    := -lgcc_s -lutil -lrt -lpthread -lm -ldl
 
-.PHONY: all build deps host guests module run test unit e2e lint bench header clean FORCE
+.PHONY: all build deps host cli guests module run test unit e2e lint bench header clean FORCE
 
 all: build
 
-build: deps host guests module
+build: deps host cli guests module
 
 # Debian packages and the pinned Rust toolchain with its wasm targets.
 deps:
@@ -39,6 +39,10 @@ host: $(HOST_LIB)
 # Cargo decides what is stale; make only needs to see the new timestamp.
 $(HOST_LIB): deps FORCE
 	$(CARGO) build --release --locked -p mod-wasm-host
+
+# The dev server, `mod_wasm serve ./site` (README "Dev server").
+cli: deps
+	$(CARGO) build --release --locked -p mod-wasm-cli
 
 guests: deps $(WASM_DIR)/python_hello.wasm $(WASM_DIR)/js_hello.wasm target/cargo-component/hello.wasm
 	$(CARGO) build --release --locked --target $(WASM_TARGET) $(SDK_GUESTS:%=-p %) -p test-guest \
@@ -78,11 +82,11 @@ run: build
 
 test: build
 	$(CARGO) fmt --all --check
-	$(CARGO) test --release --locked -p mod-wasm-host -p mod-wasm-guest
+	$(CARGO) test --release --locked -p mod-wasm-host -p mod-wasm-guest -p mod-wasm-cli
 	$(PYTHON) -m pytest tests/e2e
 
 lint: deps
-	$(CARGO) clippy --release --locked -p mod-wasm-host -- -D warnings
+	$(CARGO) clippy --release --locked -p mod-wasm-host -p mod-wasm-cli -- -D warnings
 	$(CARGO) clippy --release --locked --target $(WASM_TARGET) -p mod-wasm-guest $(SDK_GUESTS:%=-p %) \
 	    -p test-guest -p sdk-test-guest -- -D warnings
 	$(CARGO) clippy --release --locked -p mod-wasm-guest -p mod-wasm-guest-macro --all-targets -- -D warnings

@@ -146,12 +146,18 @@ static const char *request_id(request_rec *r)
     return r->log_id ? r->log_id : "";
 }
 
+/* Route parameters reach the guest as request headers with this prefix;
+ * a client's own are dropped, so that a guest can trust them. */
+#define MW_PARAM_PREFIX "mod-wasm-param-"
+
 int mw_serve_component(request_rec *r, const mw_dir_config *conf)
 {
     const apr_array_header_t *fields = apr_table_elts(r->headers_in);
     const apr_table_entry_t *field = (const apr_table_entry_t *)fields->elts;
-    mw_header *headers = apr_palloc(r->pool, sizeof(*headers) * (fields->nelts + 1));
-    size_t headers_len = 0;
+    const mw_route_params *route = mw_route_params_of(r);
+    size_t params_len = route ? route->params_len : 0;
+    mw_header *headers = apr_palloc(r->pool, sizeof(*headers) * (fields->nelts + params_len + 1));
+    size_t headers_len = 0, j;
     mw_exchange_ctx *x = apr_pcalloc(r->pool, sizeof(*x));
     mw_request request;
     mw_sandbox sandbox = mw_sandbox_of(conf);
@@ -164,9 +170,17 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf)
         return status;
     }
     for (i = 0; i < fields->nelts; i++) {
-        if (field[i].key) {
+        if (field[i].key &&
+            strncasecmp(field[i].key, MW_PARAM_PREFIX, sizeof(MW_PARAM_PREFIX) - 1) != 0) {
             headers[headers_len++] = (mw_header){bytes_of(field[i].key), bytes_of(field[i].val)};
         }
+    }
+    for (j = 0; j < params_len; j++) {
+        const mw_header *param = &route->params[j];
+        const char *name = apr_pstrcat(r->pool, MW_PARAM_PREFIX,
+                                       apr_pstrmemdup(r->pool, (const char *)param->name.ptr,
+                                                      param->name.len), NULL);
+        headers[headers_len++] = (mw_header){bytes_of(name), param->value};
     }
     request = (mw_request){
         .method = bytes_of(r->method),
@@ -188,4 +202,41 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf)
     rv = mw_component_serve(conf->component, &request, &sandbox, &exchange, err, sizeof(err));
     mw_release_instance(conf);
     return mw_finish(x, rv, err);
+}
+
+static apr_status_t release_component(void *component)
+{
+    mw_component_release(component);
+    return APR_SUCCESS;
+}
+
+/* The request's file is a component: compiled by this child on first use
+ * (and again when the file changes), run with the limits and grants of
+ * the sections the file is in. Like a CGI script, a file someone dropped in
+ * the tree runs only where Options ExecCGI is on. */
+int mw_serve_file_component(request_rec *r, const mw_dir_config *conf)
+{
+    mw_dir_config *file_conf;
+    const mw_component *component = NULL;
+    char err[MW_ERROR_LEN] = "";
+
+    if (!(ap_allow_options(r) & OPT_EXECCGI)) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "MW00032: %s is refused: the component file %s runs only where "
+                      "Options ExecCGI is on", r->uri, r->filename);
+        return HTTP_FORBIDDEN;
+    }
+    if (mw_host_file_component(mw_current_host(), bytes_of(r->filename), &component, err,
+                               sizeof(err)) != MW_RESULT_OK) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "MW00033: %s: the component file cannot be served: %s", r->uri, err);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    /* After the response filter, which still reads the configuration. */
+    apr_pool_cleanup_register(r->pool, component, release_component, apr_pool_cleanup_null);
+    file_conf = apr_pmemdup(r->pool, conf, sizeof(*conf));
+    file_conf->component = component;
+    file_conf->where = apr_psprintf(r->pool, "component file %s", r->filename);
+    file_conf->section = r->uri;
+    return mw_serve_component(r, file_conf);
 }

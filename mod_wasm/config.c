@@ -29,6 +29,7 @@ void *mw_create_dir_config(apr_pool_t *p, char *dir)
     conf->args = apr_array_make(p, 0, sizeof(const char *));
     conf->cgi = MW_UNSET;
     conf->map_cgi_filenames = MW_UNSET;
+    conf->file_routes = MW_UNSET;
     conf->env = apr_array_make(p, 0, sizeof(mw_header));
     conf->dirs = apr_array_make(p, 0, sizeof(mw_dir));
     conf->outgoing = apr_array_make(p, 0, sizeof(const mw_outgoing_rule *));
@@ -65,6 +66,15 @@ void *mw_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
     conf->map_cgi_filenames =
         add->map_cgi_filenames != MW_UNSET ? add->map_cgi_filenames : base->map_cgi_filenames;
     conf->htaccess_grant = add->htaccess_grant ? add->htaccess_grant : base->htaccess_grant;
+    /* Routes start where the section that turned them on or off is. */
+    if (add->file_routes != MW_UNSET) {
+        conf->file_routes = add->file_routes;
+        conf->routes_root = add->routes_root;
+    }
+    else {
+        conf->file_routes = base->file_routes;
+        conf->routes_root = base->routes_root;
+    }
     conf->env = apr_array_append(p, base->env, add->env);
     conf->dirs = apr_array_append(p, base->dirs, add->dirs);
     conf->outgoing = apr_array_append(p, base->outgoing, add->outgoing);
@@ -442,6 +452,48 @@ static const char *set_map_cgi_filenames(cmd_parms *cmd, void *dir_conf, int on)
     return NULL;
 }
 
+/* A component file below a WasmFileRoutes directory that cannot be served:
+ * its own requests will fail, start-up goes on. */
+static void route_not_ready(void *ctx, mw_bytes why)
+{
+    cmd_parms *cmd = ctx;
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cmd->server,
+                 "MW00034: %s at %s:%d: %.*s; its requests will get 500", cmd->cmd->name,
+                 cmd->directive->filename, cmd->directive->line_num, (int)why.len,
+                 (const char *)why.ptr);
+}
+
+/* WasmFileRoutes On|Off: in a <Directory> section, whose directory is where
+ * the routes start (routes.c). Its component files are compiled now, as
+ * WasmComponent files are, so that the children start with them. */
+static const char *set_file_routes(cmd_parms *cmd, void *dir_conf, int on)
+{
+    mw_dir_config *conf = dir_conf;
+    const ap_directive_t *section = cmd->directive->parent;
+    size_t ready;
+
+    if (!section || strcasecmp(section->directive, "<Directory") != 0 || !cmd->path ||
+        in_htaccess(cmd)) {
+        return apr_psprintf(cmd->pool, "%s belongs in a <Directory> section (not "
+                            "<DirectoryMatch>): its directory is where the routes start",
+                            cmd->cmd->name);
+    }
+    conf->file_routes = on;
+    conf->routes_root = cmd->path;
+    if (on && current_host) {
+        decide_cache_dir(cmd);
+        ready = mw_host_preload_routes(current_host,
+                                       (mw_bytes){(const uint8_t *)cmd->path,
+                                                  strlen(cmd->path)},
+                                       cmd, route_not_ready);
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, cmd->server,
+                     "MW00035: %" APR_SIZE_T_FMT " component files below %s are ready "
+                     "(%s:%d)", ready, cmd->path, cmd->directive->filename,
+                     cmd->directive->line_num);
+    }
+    return NULL;
+}
+
 /* Where directives may appear. The limits, WasmComponent and
  * WasmAllowOutgoing are the admin's alone. The directives VMware's mod_wasm
  * 0.12 had may also appear in .htaccess files under AllowOverride Options,
@@ -484,6 +536,10 @@ const command_rec mw_directives[] = {
                    "(default rw)"),
     AP_INIT_ITERATE("WasmAllowOutgoing", add_outgoing, NULL, MW_ADMIN_ONLY,
                     "destinations of outgoing HTTP requests: [scheme://]host[:port]"),
+    AP_INIT_FLAG("WasmFileRoutes", set_file_routes, NULL, ACCESS_CONF,
+                 "On: a URL below this <Directory> that names no file is served by the "
+                 "component its path names, e.g. api/hello.wasm or users/[id].wasm, or "
+                 "by a static file from public/ (default Off)"),
     AP_INIT_TAKE1("WasmCacheDir", set_cache_dir, NULL, RSRC_CONF,
                   "where compiled code is kept across restarts, or off; before the "
                   "first WasmComponent or WasmModule (default: mod_wasm in the "

@@ -74,6 +74,11 @@ static int wasm_handler(request_rec *r)
         return DECLINED;
     }
     conf = ap_get_module_config(r->per_dir_config, &wasm_module);
+    if (mw_route_params_of(r)) {
+        /* WasmFileRoutes chose this file: it is what the URL means, even
+         * where an enclosing section names a WasmComponent. */
+        return mw_serve_file_component(r, conf);
+    }
     if (conf->module) {
         /* A content author's module, or the grants a content author gave a
          * module, make it their script: it needs what a CGI script needs
@@ -90,9 +95,21 @@ static int wasm_handler(request_rec *r)
         return mw_serve_module(r, conf);
     }
     if (!conf->component) {
+        /* The request's file is the component (AddHandler wasm-handler
+         * .wasm, or a route of WasmFileRoutes). */
+        if (r->filename && r->finfo.filetype == APR_REG) {
+            return mw_serve_file_component(r, conf);
+        }
+        if (r->filename && r->finfo.filetype == APR_NOFILE &&
+            ap_strcasecmp_match(r->filename, "*.wasm") == 0) {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                          "MW00031: %s: there is no component file %s", r->uri, r->filename);
+            return HTTP_NOT_FOUND;
+        }
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "MW00004: %s is handled by " MW_HANDLER_NAME " but no WasmComponent "
-                      "or WasmModule is configured for it", r->uri);
+                      "or WasmModule is configured for it, and it names no component file",
+                      r->uri);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (conf->htaccess_grant) {
@@ -109,6 +126,9 @@ static void wasm_register_hooks(apr_pool_t *p)
 {
     ap_hook_pre_config(wasm_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(wasm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    /* Before core's, which only walks what ours did not map. */
+    ap_hook_map_to_storage(mw_map_route, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_fixups(mw_route_handler_fixup, NULL, NULL, APR_HOOK_LAST);
     ap_hook_handler(wasm_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_register_output_filter(MW_RESPONSE_FILTER, mw_response_filter, NULL, AP_FTYPE_RESOURCE);
 }

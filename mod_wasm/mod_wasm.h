@@ -48,6 +48,9 @@ typedef struct {
     const char *htaccess_grant;    /* the first WasmEnv, WasmDir or
                                     * WasmMapDir read from an .htaccess
                                     * file, or NULL: modules only           */
+    /* Components served as the request's file (routes.c). */
+    int file_routes;               /* WasmFileRoutes: MW_UNSET, 0 or 1      */
+    const char *routes_root;       /* the <Directory> that set it           */
     /* Both modes. */
     apr_uint64_t timeout_ms;       /* WasmTimeout                           */
     apr_uint64_t memory_limit;     /* WasmMemoryLimit, bytes per memory     */
@@ -105,9 +108,21 @@ void mw_release_instance(const mw_dir_config *conf);
 
 /* Serves r with the component of conf (component.c). */
 int mw_serve_component(request_rec *r, const mw_dir_config *conf);
+/* Serves r with the component its file is (component.c). */
+int mw_serve_file_component(request_rec *r, const mw_dir_config *conf);
 
 /* Serves r with the WASI preview1 module of conf (legacy.c). */
 int mw_serve_module(request_rec *r, const mw_dir_config *conf);
+
+/* WasmFileRoutes (routes.c): the hooks that map a URL naming no file to
+ * a route, and the dynamic segments of the route a request took. */
+int mw_map_route(request_rec *r);
+int mw_route_handler_fixup(request_rec *r);
+typedef struct {
+    const mw_header *params; /* name, percent-encoded segment             */
+    size_t params_len;
+} mw_route_params;
+const mw_route_params *mw_route_params_of(request_rec *r);
 
 /* The output filter each response runs through (exchange.c). */
 #define MW_RESPONSE_FILTER "WASM_RESPONSE"

@@ -104,6 +104,29 @@
 //! }
 //! ```
 //!
+//! # A whole body, and coming from Wasm Workers Server
+//!
+//! A handler may take any [`FromRequest`] type instead of the streaming
+//! [`Request`]: `http::Request<String>` (or `Vec<u8>`, [`Bytes`]) has the
+//! body read whole first (a body that is not UTF-8 answers 400). A worker
+//! written for Wasm Workers Server's Rust kit keeps its signature:
+//!
+//! ```
+//! use mod_wasm_guest::handler;
+//! use mod_wasm_guest::http::{Request, Response};
+//!
+//! #[handler]
+//! fn reply(req: Request<String>) -> Result<Response<String>, http::Error> {
+//!     Response::builder()
+//!         .header("x-generated-by", "mod_wasm")
+//!         .body(format!("{} bytes for {}\n", req.body().len(), req.uri().path()))
+//! }
+//! ```
+//!
+//! Served from a folder as a file route (`users/[id].wasm`, see the README),
+//! the dynamic segments are path parameters: `req.param("id")`
+//! ([`RequestExt::param`]).
+//!
 //! # What only Apache knows
 //!
 //! [`apache`] logs to Apache's error log at its levels (filtered by
@@ -134,6 +157,7 @@ mod body;
 pub mod client;
 mod error;
 mod executor;
+mod extract;
 mod fields;
 pub mod raw;
 mod request;
@@ -145,6 +169,7 @@ pub use body::{Body, BodyWriter};
 pub use bytes::Bytes;
 pub use error::Error;
 pub use executor::{block_on, join, ready};
+pub use extract::FromRequest;
 pub use http;
 pub use mod_wasm_guest_macro::handler;
 pub use request::{Params, Request, RequestExt};

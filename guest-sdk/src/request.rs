@@ -30,13 +30,34 @@ pub(crate) fn from_incoming(raw: IncomingRequest) -> Result<Request, Error> {
     // The fields are a child of the request: read them and let them go
     // before the request is consumed.
     let headers = from_entries(raw.headers().entries())?;
+    let params = route_params(&headers);
     let mut request = http::Request::builder().method(method).uri(uri);
+    if !params.is_empty() {
+        request = request.extension(Params(params));
+    }
     if let Some(map) = request.headers_mut() {
         *map = headers;
     }
     request
         .body(Body::incoming(raw)?)
         .map_err(|e| Error::InvalidRequest(e.to_string()))
+}
+
+/// The header prefix under which mod_wasm hands a file route's dynamic
+/// segments to the guest (`users/[id].wasm` serving `/users/42` sends
+/// `mod-wasm-param-id: 42`), percent-encoded. Apache drops a client's own.
+const PARAM_HEADER_PREFIX: &str = "mod-wasm-param-";
+
+/// The dynamic segments of a file route, percent-decoded.
+fn route_params(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let param = name.as_str().strip_prefix(PARAM_HEADER_PREFIX)?;
+            let value = percent_encoding::percent_decode(value.as_bytes()).decode_utf8_lossy();
+            Some((param.to_string(), value.into_owned()))
+        })
+        .collect()
 }
 
 pub(crate) fn from_wasi_method(method: WasiMethod) -> Result<Method, http::method::InvalidMethod> {
@@ -69,8 +90,11 @@ pub(crate) fn to_wasi_method(method: &Method) -> WasiMethod {
     }
 }
 
-/// The path parameters a [`Router`](crate::Router) matched, in the
-/// request's extensions. [`RequestExt::param`] reads them.
+/// The path parameters of a request, in its extensions, percent-decoded:
+/// those a [`Router`](crate::Router) matched, after the dynamic segments of
+/// the file route mod_wasm took to this component (`users/[id].wasm` for
+/// `/users/42` gives `id` = `42`; see the README's "A folder of components
+/// is a site"). [`RequestExt::param`] reads them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Params(pub Vec<(String, String)>);
 
@@ -83,8 +107,8 @@ pub trait RequestExt {
     /// The first value of query parameter `name`, percent-decoded.
     fn query(&self, name: &str) -> Option<String>;
 
-    /// The path parameter `name` a [`Router`](crate::Router) matched
-    /// (`id` in `/users/{id}`).
+    /// The path parameter `name`: of a [`Router`](crate::Router) route
+    /// (`id` in `/users/{id}`) or of a file route (`users/[id].wasm`).
     fn param(&self, name: &str) -> Option<&str>;
 
     /// Header `name`, if present and text.
@@ -157,6 +181,20 @@ mod tests {
             .extensions_mut()
             .insert(Params(vec![("id".into(), "7".into())]));
         assert_eq!(request.param("id"), Some("7"));
+    }
+
+    #[test]
+    fn route_params_come_from_their_headers_decoded() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("mod-wasm-param-id", "a%20b".parse().unwrap());
+        headers.insert("mod-wasm-param-post", "7".parse().unwrap());
+        headers.insert("x-other", "1".parse().unwrap());
+        let mut params = route_params(&headers);
+        params.sort();
+        assert_eq!(
+            params,
+            [("id", "a b"), ("post", "7")].map(|(k, v)| (k.to_string(), v.to_string()))
+        );
     }
 
     #[test]

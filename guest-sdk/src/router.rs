@@ -115,7 +115,10 @@ impl Router {
             });
         match handler {
             Some((_, handler)) => {
-                request.extensions_mut().insert(Params(params));
+                // After any a file route of mod_wasm's gave (see Params).
+                let Params(mut all) = request.extensions_mut().remove().unwrap_or_default();
+                all.extend(params);
+                request.extensions_mut().insert(Params(all));
                 handler(request)
             }
             None => not_allowed(route),

@@ -5,7 +5,7 @@
 use crate::fields::to_fields;
 use crate::request::from_incoming;
 use crate::response::internal_error;
-use crate::{Error, IntoResponse, Request, Response};
+use crate::{Error, FromRequest, IntoResponse, Response};
 use http::header::{CONTENT_LENGTH, HeaderValue, TRANSFER_ENCODING};
 use http::{Method, StatusCode};
 use std::future::Future;
@@ -14,15 +14,19 @@ use wasi::http::types::{
 };
 
 /// Serves one request with a synchronous handler.
-pub fn serve<R, F>(raw: IncomingRequest, out: ResponseOutparam, handler: F)
+pub fn serve<T, R, F>(raw: IncomingRequest, out: ResponseOutparam, handler: F)
 where
+    T: FromRequest,
     R: IntoResponse,
-    F: FnOnce(Request) -> R,
+    F: FnOnce(T) -> R,
 {
     let (response, head_only) = match from_incoming(raw) {
         Ok(request) => {
             let head_only = request.method() == Method::HEAD;
-            (handler(request).into_response(), head_only)
+            match T::from_request(request) {
+                Ok(request) => (handler(request).into_response(), head_only),
+                Err(rejected) => (rejected, head_only),
+            }
         }
         Err(error) => (internal_error(&error), false),
     };
@@ -31,18 +35,22 @@ where
 
 /// Serves one request with an `async` handler, run by
 /// [`block_on`](crate::block_on).
-pub fn serve_async<R, F, Fut>(raw: IncomingRequest, out: ResponseOutparam, handler: F)
+pub fn serve_async<T, R, F, Fut>(raw: IncomingRequest, out: ResponseOutparam, handler: F)
 where
+    T: FromRequest,
     R: IntoResponse,
-    F: FnOnce(Request) -> Fut,
+    F: FnOnce(T) -> Fut,
     Fut: Future<Output = R>,
 {
     let (response, head_only) = match from_incoming(raw) {
         Ok(request) => {
             let head_only = request.method() == Method::HEAD;
-            match crate::block_on(handler(request)) {
-                Ok(response) => (response.into_response(), head_only),
-                Err(error) => (internal_error(&error), head_only),
+            match T::from_request(request) {
+                Ok(request) => match crate::block_on(handler(request)) {
+                    Ok(response) => (response.into_response(), head_only),
+                    Err(error) => (internal_error(&error), head_only),
+                },
+                Err(rejected) => (rejected, head_only),
             }
         }
         Err(error) => (internal_error(&error), false),

@@ -272,6 +272,61 @@ typedef struct mw_invocation {
   struct mw_bytes entry_point;
 } mw_invocation;
 
+// The component in the file at `path` (absolute), which a request named:
+// compiled by this child on first use and again when the file changed, or
+// loaded at start-up if a `WasmComponent` names the same file. Safe to
+// call from several threads at once. The caller owns one reference and
+// gives it back with [`mw_component_release`].
+//
+// # Safety
+// `host` came from `mw_host_new` and its `mw_host_child_init` has returned;
+// `path` is valid; `err` has `err_len` writable bytes; `component_out` is
+// writable.
+mw_result mw_host_file_component(const struct mw_host *host,
+                                 struct mw_bytes path,
+                                 const struct mw_component **component_out,
+                                 char *err,
+                                 size_t err_len);
+
+// Gives back the reference `mw_host_file_component` handed out.
+//
+// # Safety
+// `component` came from `mw_host_file_component` and is not used
+// afterwards by this owner.
+void mw_component_release(const struct mw_component *component);
+
+// Compiles, or takes from the cache, every component file below `dir`
+// (absolute) that `WasmFileRoutes` routes can lead to, as
+// `mw_host_add_component` does for one file; see
+// [`Host::preload_routes`]. Calls `failed` with the reason for each file
+// that cannot be served, and returns how many can.
+//
+// # Safety
+// `host` came from `mw_host_new`; `dir` is valid; `failed` may be called
+// with `ctx`.
+size_t mw_host_preload_routes(struct mw_host *host,
+                              struct mw_bytes dir,
+                              void *ctx,
+                              void (*failed)(void *ctx, struct mw_bytes why));
+
+// Looks `path` (the request's path below `root`, decoded) up as a route of
+// `WasmFileRoutes` in the directory `root` (see [`crate::routes`]). If it
+// resolves, calls `found` once and returns true: with the file, whether it
+// is a component (else a static file from `public/`), and the dynamic
+// segments as names and percent-encoded values, views valid during that
+// call only.
+//
+// # Safety
+// `root` and `path` are valid; `found` may be called with `ctx`.
+bool mw_route_resolve(struct mw_bytes root,
+                      struct mw_bytes path,
+                      void *ctx,
+                      void (*found)(void *ctx,
+                                    struct mw_bytes file,
+                                    bool component,
+                                    const struct mw_header *params,
+                                    size_t params_len));
+
 // Creates an empty generation. Returns NULL only if the host failed. Call
 // in the Apache parent, before it forks (see
 // [`crate::engine::open_pagemap_before_fork`]).
@@ -341,8 +396,8 @@ mw_result mw_host_child_init(struct mw_host *host,
 // returns.
 //
 // # Safety
-// `component` came from [`mw_host_add_component`] and its host is alive;
-// `request`, `sandbox` and their views are valid for the call; `err` has
+// `component` came from [`mw_host_add_component`] (and its host is alive)
+// or from `mw_host_file_component` (and is not released yet); `request`, `sandbox` and their views are valid for the call; `err` has
 // `err_len` writable bytes.
 mw_result mw_component_serve(const struct mw_component *component,
                              const struct mw_request *request,

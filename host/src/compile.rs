@@ -38,6 +38,8 @@ pub struct Artifact {
     pub code: Code,
     /// What one instance needs from an instance pool.
     pub footprint: Footprint,
+    /// The source file as it was when compiled.
+    pub(crate) identity: FileIdentity,
 }
 
 /// Where an artifact's compiled code is.
@@ -67,7 +69,7 @@ impl Footprint {
         tables: 4,
     };
 
-    fn of(resources: Option<ResourcesRequired>) -> Self {
+    pub(crate) fn of(resources: Option<ResourcesRequired>) -> Self {
         resources.map_or(Footprint::UNKNOWN, |r| Footprint {
             memories: r.num_memories,
             tables: r.num_tables,
@@ -189,6 +191,7 @@ fn artifact(
         path: key.0.clone(),
         code,
         footprint,
+        identity,
     });
     cache.insert(key, (identity, artifact.clone()));
     Ok((artifact, outcome))

@@ -9,17 +9,21 @@
 //!
 //! `WasmModule` may also appear in `.htaccess` files, which Apache reads in
 //! the children while serving: those modules are compiled there, on first
-//! use, by [`Host::module_for_htaccess`].
+//! use, by [`Host::module_for_htaccess`]. Components served as the
+//! request's file are compiled in the parent when a `WasmFileRoutes`
+//! directory holds them ([`Host::preload_routes`]), else (or once changed)
+//! in the child that first serves them ([`Host::component_for_file`]).
 
 use crate::cache::DiskCache;
-use crate::compile::{self, Artifact, Code, FileIdentity, Footprint, Kind, Outcome};
+use crate::compile::{self, Artifact, Code, Footprint, Kind, Outcome};
 use crate::component::{ComponentLinker, RequestState};
 use crate::engine::{Allocation, Capacity};
 use crate::legacy::{LegacyState, ModuleLinker};
-use crate::{engine, ticker};
+use crate::on_demand::OnDemand;
+use crate::{engine, routes, ticker};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use wasmtime::component::Component;
 use wasmtime::{Engine, InstancePre};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -29,15 +33,30 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 pub struct Host {
     components: Registry<ProxyPre<RequestState>>,
     modules: Registry<InstancePre<LegacyState>>,
-    /// Modules named in `.htaccess` files, compiled in this child, by
-    /// canonical path. A replaced file's module is dropped from here at
-    /// once, and freed when the last request holding it ends.
-    htaccess_modules: Mutex<HtaccessModules>,
+    /// Modules named in `.htaccess` files, compiled in this child.
+    htaccess_modules: OnDemand<InstancePre<LegacyState>>,
+    /// Components served as the request's file, compiled in this child.
+    file_components: OnDemand<ProxyPre<RequestState>>,
+    /// Set in each child by [`Host::child_init`].
     engine: Option<Engine>,
+    component_linker: Option<ComponentLinker>,
+    capacity: Option<Capacity>,
     /// Where compiled code is kept across restarts; decided before the
     /// first file is added.
     disk_cache: Option<Option<DiskCache>>,
 }
+
+/// What each request's slot in the instance pool holds at least, for the
+/// guests no directive names, which a child compiles on demand (`.htaccess`
+/// modules, components served as the request's file). Every component built
+/// in this workspace fits, the Python and JavaScript examples included (a
+/// pool sized for any one of them alone is this size). A bigger one must be
+/// named by a `WasmComponent` or `WasmModule` somewhere for the pool to be
+/// sized for it. The cost is address space only.
+const UNSEEN_ROOM: Footprint = Footprint {
+    memories: 2,
+    tables: 4,
+};
 
 /// How [`Host::child_init`] set up a child, for its log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,10 +68,6 @@ pub struct ChildSetup {
     /// Why there is no pool, if there is none although one was asked for.
     pub pool_error: Option<String>,
 }
-
-/// `.htaccess` modules by canonical path, with the identity of the file they
-/// were compiled from.
-type HtaccessModules = HashMap<PathBuf, (FileIdentity, Arc<HostedModule>)>;
 
 /// A component or module named by one or more directives; `P` is what a
 /// child pre-instantiates from it.
@@ -69,7 +84,7 @@ pub type HostedComponent = Hosted<ProxyPre<RequestState>>;
 pub type HostedModule = Hosted<InstancePre<LegacyState>>;
 
 impl<P> Hosted<P> {
-    fn new(artifact: Arc<Artifact>) -> Self {
+    pub(crate) fn new(artifact: Arc<Artifact>) -> Self {
         Hosted {
             artifact,
             pre: OnceLock::new(),
@@ -161,6 +176,24 @@ impl Host {
         Ok((self.components.add(artifact), outcome))
     }
 
+    /// Compiles (or takes from the cache) every component file that a
+    /// `WasmFileRoutes` directory's routes can lead to, so that the children
+    /// load them at start-up from the same cache as `WasmComponent` files
+    /// rather than each compiling them on a first request. Returns how many
+    /// are ready, and why the others are not: those are left to fail their
+    /// own requests, never start-up.
+    pub fn preload_routes(&mut self, dir: &Path) -> (usize, Vec<String>) {
+        let mut ready = 0;
+        let mut failed = Vec::new();
+        for file in routes::component_files(dir) {
+            match self.add_component(&file) {
+                Ok(_) => ready += 1,
+                Err(why) => failed.push(why),
+            }
+        }
+        (ready, failed)
+    }
+
     /// Validates and compiles the WASI preview1 module at `path` (or takes
     /// it from the cache), as [`Host::add_component`] does for components.
     pub fn add_module(&mut self, path: &Path) -> Result<(&Arc<HostedModule>, Outcome), String> {
@@ -170,9 +203,7 @@ impl Host {
 
     /// The module at `path` for a `WasmModule` read from an `.htaccess` file
     /// in this child: compiled with the child's engine on first use, and
-    /// again when the file changed. Several threads may ask at once; the
-    /// compiling happens outside the lock, so a slow compile holds up only
-    /// the requests that wait for it.
+    /// again when the file changed. Several threads may ask at once.
     pub fn module_for_htaccess(&self, path: &Path) -> Result<Arc<HostedModule>, String> {
         let Some(engine) = &self.engine else {
             return Err(
@@ -181,44 +212,88 @@ impl Host {
                     .into(),
             );
         };
-        let (canonical, identity) = compile::identify(path)?;
-        if let Some(module) = self.modules.loaded(&canonical) {
+        if let Ok((canonical, _)) = compile::identify(path)
+            && let Some(module) = self.modules.loaded(&canonical)
+        {
             // Also named in the server's configuration: loaded at start-up.
             return Ok(module.clone());
         }
-        let cached = |modules: &HtaccessModules| {
-            modules
-                .get(&canonical)
-                .filter(|(cached, _)| *cached == identity)
-                .map(|(_, module)| module.clone())
-        };
-        if let Some(module) = cached(&self.lock_htaccess_modules()) {
-            return Ok(module);
-        }
         let shown = path.display();
-        let bytes = std::fs::read(&canonical).map_err(|e| format!("cannot read {shown}: {e}"))?;
-        let compiled = compile::compile(engine, &bytes, Kind::Module)
-            .map_err(|why| format!("{shown}: {why}"))?;
-        let hosted = Arc::new(HostedModule::new(Arc::new(Artifact {
-            path: canonical.clone(),
-            code: Code::Bytes(compiled.serialized),
-            footprint: compiled.footprint,
-        })));
-        let pre = load_module(engine, &hosted.artifact).map_err(|why| format!("{shown}: {why}"))?;
-        _ = hosted.pre.set(pre);
-        let mut modules = self.lock_htaccess_modules();
-        // Another thread may have compiled the same file meanwhile.
-        if let Some(module) = cached(&modules) {
-            return Ok(module);
-        }
-        modules.insert(canonical, (identity, hosted.clone()));
-        Ok(hosted)
+        self.htaccess_modules.get(path, |canonical, identity| {
+            let bytes =
+                std::fs::read(canonical).map_err(|e| format!("cannot read {shown}: {e}"))?;
+            let compiled = compile::compile(engine, &bytes, Kind::Module)
+                .map_err(|why| format!("{shown}: {why}"))?;
+            let hosted = HostedModule::new(Arc::new(Artifact {
+                path: canonical.to_path_buf(),
+                code: Code::Bytes(compiled.serialized),
+                footprint: compiled.footprint,
+                identity,
+            }));
+            let pre =
+                load_module(engine, &hosted.artifact).map_err(|why| format!("{shown}: {why}"))?;
+            _ = hosted.pre.set(pre);
+            Ok(hosted)
+        })
     }
 
-    fn lock_htaccess_modules(&self) -> std::sync::MutexGuard<'_, HtaccessModules> {
-        self.htaccess_modules
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The component in the file at `path`, served because a request named
+    /// that file (`AddHandler wasm-handler .wasm`, `WasmFileRoutes`):
+    /// compiled by this child on first use, and again when the file
+    /// changed. A file that a `WasmComponent` also names is served as
+    /// loaded at start-up. Several threads may ask at once.
+    pub fn component_for_file(&self, path: &Path) -> Result<Arc<HostedComponent>, String> {
+        let (Some(engine), Some(linker), Some(capacity)) =
+            (&self.engine, &self.component_linker, &self.capacity)
+        else {
+            return Err("components named by a request are loaded by the serving \
+                        processes only"
+                .into());
+        };
+        // Loaded at start-up (named by a WasmComponent, or found below a
+        // WasmFileRoutes directory), and not changed since.
+        if let Ok((canonical, identity)) = compile::identify(path)
+            && let Some(component) = self.components.loaded(&canonical)
+            && component.artifact.identity == identity
+        {
+            return Ok(component.clone());
+        }
+        let shown = path.display();
+        self.file_components.get(path, |canonical, identity| {
+            let bytes =
+                std::fs::read(canonical).map_err(|e| format!("cannot read {shown}: {e}"))?;
+            let component = Component::new(engine, &bytes)
+                .map_err(|e| format!("{shown} is not a valid component: {e:#}"))?;
+            let footprint = Footprint::of(component.resources_required());
+            if footprint.memories > capacity.memories_per_request
+                || footprint.tables > capacity.tables_per_request
+            {
+                return Err(format!(
+                    "{shown} needs {} memories and {} tables, more than the {} and {} \
+                     this child's instance pool has room for per request; name it in a \
+                     WasmComponent directive so that the pool is sized for it",
+                    footprint.memories,
+                    footprint.tables,
+                    capacity.memories_per_request,
+                    capacity.tables_per_request
+                ));
+            }
+            component
+                .initialize_copy_on_write_image()
+                .map_err(|e| format!("{shown}: cannot prepare its memory image: {e:#}"))?;
+            let pre = linker
+                .pre_instantiate(&component)
+                .map_err(|why| format!("{shown} {why}"))?;
+            let hosted = HostedComponent::new(Arc::new(Artifact {
+                path: canonical.to_path_buf(),
+                // Never loaded again: the pre-instantiated component is kept.
+                code: Code::Bytes(Vec::new()),
+                footprint,
+                identity,
+            }));
+            _ = hosted.pre.set(pre);
+            Ok(hosted)
+        })
     }
 
     /// Creates this process's engine, with an instance pool for `threads`
@@ -251,6 +326,8 @@ impl Host {
             }
         }
         self.engine = Some(engine);
+        self.component_linker = Some(linker);
+        self.capacity = Some(capacity);
         if errors.is_empty() {
             Ok(ChildSetup {
                 allocation,
@@ -263,20 +340,16 @@ impl Host {
     }
 
     /// The pool one child needs: `threads` requests, each with as many
-    /// memories and tables as the largest component or module has (and
-    /// room for `.htaccess` modules, unknown until they are named).
+    /// memories and tables as the largest component or module has, and at
+    /// least [`UNSEEN_ROOM`].
     fn capacity(&self, threads: u32) -> Capacity {
-        let htaccess_room = Footprint {
-            memories: 1,
-            tables: 1,
-        };
         let footprint = self
             .components
             .entries
             .iter()
             .map(|c| c.artifact.footprint)
             .chain(self.modules.entries.iter().map(|m| m.artifact.footprint))
-            .fold(htaccess_room, Footprint::max);
+            .fold(UNSEEN_ROOM, Footprint::max);
         Capacity {
             requests: threads,
             memories_per_request: footprint.memories,

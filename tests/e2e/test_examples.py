@@ -42,6 +42,15 @@ def test_hello_snippet_serves_the_hello_example(examples):
     assert r.header("content-length") == str(len(r.body)).encode()
 
 
+def test_a_wws_worker_keeps_its_signature(examples):
+    r = request(examples.port, "POST", "/wws-reply/x", body="héllo".encode())
+    assert r.status == 200
+    assert r.header("x-generated-by") == b"mod_wasm"
+    assert r.body == b"Hello wasm! 6 bytes came to /wws-reply/x\n"
+    # Request<String> takes text: other bytes are the client's mistake.
+    assert request(examples.port, "POST", "/wws-reply/x", body=b"\xff").status == 400
+
+
 def test_legacy_hello_prints_the_response(examples):
     r = request(examples.port, "GET", "/legacy-hello")
     assert r.status == 200

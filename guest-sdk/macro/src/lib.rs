@@ -6,7 +6,9 @@ use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, parse_macro_input};
 
 /// Makes `fn NAME(req: Request) -> impl IntoResponse` (or `async fn`) the
-/// component's `wasi:http/incoming-handler`. The function stays callable
+/// component's `wasi:http/incoming-handler`. The argument may be any
+/// `FromRequest` type instead: `http::Request<String>` (or `Vec<u8>`,
+/// `Bytes`) has the body read whole first. The function stays callable
 /// as written (for tests); the export calls it once per request.
 #[proc_macro_attribute]
 pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {

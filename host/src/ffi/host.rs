@@ -228,8 +228,8 @@ fn describe(setup: &ChildSetup) -> String {
 /// returns.
 ///
 /// # Safety
-/// `component` came from [`mw_host_add_component`] and its host is alive;
-/// `request`, `sandbox` and their views are valid for the call; `err` has
+/// `component` came from [`mw_host_add_component`] (and its host is alive)
+/// or from `mw_host_file_component` (and is not released yet); `request`, `sandbox` and their views are valid for the call; `err` has
 /// `err_len` writable bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mw_component_serve(

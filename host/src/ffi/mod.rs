@@ -11,11 +11,13 @@
 
 mod error;
 mod exchange;
+mod files;
 mod host;
 mod module;
 mod sandbox;
 
 pub use exchange::*;
+pub use files::*;
 pub use host::*;
 pub use module::*;
 pub use sandbox::*;

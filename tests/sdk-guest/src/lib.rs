@@ -20,8 +20,22 @@ async fn handle(req: Request) -> Response {
         "/sdk/stalled" => std::future::pending::<Response>().await,
         // Under /sdk and under /sdk/quiet (LogLevel wasm:warn).
         path if path.ends_with("/log") => log(req),
+        // Served as a file route (tests/e2e/test_file_routes.py).
+        path if path.starts_with("/routes/") => route_params(req),
         _ => routes().handle(req),
     }
+}
+
+/// The path and the file route's parameters, one per line.
+fn route_params(req: Request) -> Response {
+    let mut text = format!("path {}\n", req.uri().path());
+    if let Some(mod_wasm_guest::Params(params)) = req.extensions().get() {
+        for (name, value) in params {
+            text.push_str(&format!("param {name} = {value}\n"));
+        }
+    }
+    text.push_str(&format!("id {:?}\n", req.param("id")));
+    text.into_response()
 }
 
 fn routes() -> Router {

@@ -1,0 +1,69 @@
+//! Files a child compiles when a request first needs them: modules named
+//! in `.htaccess` files, and components served as the request's file
+//! (`AddHandler wasm-handler .wasm`, `WasmFileRoutes`). Neither is known
+//! when the parent reads the configuration.
+//!
+//! Each is compiled once per child and kept by canonical path with the
+//! identity of the file it came from: a replaced file is compiled again on
+//! its next request, and the old code is freed when the last request
+//! holding it ends. The compiling happens outside the lock, so a slow
+//! compile holds up only the requests that wait for that file.
+
+use crate::compile::{self, FileIdentity};
+use crate::host::Hosted;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// By canonical path: the file as it was compiled, and its entry.
+type Entries<P> = HashMap<PathBuf, (FileIdentity, Arc<Hosted<P>>)>;
+
+/// The files of one kind this child compiled on demand.
+pub(crate) struct OnDemand<P> {
+    entries: Mutex<Entries<P>>,
+}
+
+impl<P> Default for OnDemand<P> {
+    fn default() -> Self {
+        OnDemand {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<P> OnDemand<P> {
+    /// The entry for the file at `path` as it is now: the one compiled
+    /// before if the file did not change since, else `load(canonical path,
+    /// identity)` (whose error is returned as is). Two threads that find a file new at
+    /// the same time may both load it; the first to finish is kept.
+    pub(crate) fn get(
+        &self,
+        path: &Path,
+        load: impl FnOnce(&Path, FileIdentity) -> Result<Hosted<P>, String>,
+    ) -> Result<Arc<Hosted<P>>, String> {
+        let (canonical, identity) = compile::identify(path)?;
+        let cached = |entries: &Entries<P>| {
+            entries
+                .get(&canonical)
+                .filter(|(cached, _)| *cached == identity)
+                .map(|(_, hosted)| hosted.clone())
+        };
+        if let Some(hosted) = cached(&self.lock()) {
+            return Ok(hosted);
+        }
+        let hosted = Arc::new(load(&canonical, identity)?);
+        let mut entries = self.lock();
+        if let Some(earlier) = cached(&entries) {
+            return Ok(earlier);
+        }
+        entries.insert(canonical, (identity, hosted.clone()));
+        Ok(hosted)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Entries<P>> {
+        // A panic while holding the lock cannot leave the map half-changed.
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
