@@ -25,11 +25,11 @@ C_HEADERS    := $(wildcard mod_wasm/*.h) host/include/mod_wasm_host.h
 # Rust's standard library needs these from the system when linked statically.
 RUST_LIBS    := -lgcc_s -lutil -lrt -lpthread -lm -ldl
 
-.PHONY: all build deps host cli guests module run test unit e2e lint bench header clean FORCE
+.PHONY: all build deps host cli guests site module run test unit e2e lint bench header clean FORCE
 
 all: build
 
-build: deps host cli guests module
+build: deps host cli guests site module
 
 # Debian packages and the pinned Rust toolchain with its wasm targets.
 deps:
@@ -39,6 +39,15 @@ host: $(HOST_LIB)
 # Cargo decides what is stale; make only needs to see the new timestamp.
 $(HOST_LIB): deps FORCE
 	$(CARGO) build --release --locked -p mod-wasm-host
+
+# The example site (examples/site): its static files, and routes made of
+# the built examples.
+site: guests
+	rm -rf target/site
+	mkdir -p target/site/api target/site/users
+	cp -r examples/site/public target/site/
+	cp $(WASM_DIR)/hello.wasm target/site/api/hello.wasm
+	cp $(WASM_DIR)/wws_reply.wasm 'target/site/users/[id].wasm'
 
 # The dev server, `mod_wasm serve ./site` (README "Dev server").
 cli: deps

@@ -154,8 +154,8 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf)
 {
     const apr_array_header_t *fields = apr_table_elts(r->headers_in);
     const apr_table_entry_t *field = (const apr_table_entry_t *)fields->elts;
-    const mw_route_params *route = mw_route_params_of(r);
-    size_t params_len = route ? route->params_len : 0;
+    const mw_route *route = mw_route_of(r);
+    size_t params_len = route && route->component ? route->params_len : 0;
     mw_header *headers = apr_palloc(r->pool, sizeof(*headers) * (fields->nelts + params_len + 1));
     size_t headers_len = 0, j;
     mw_exchange_ctx *x = apr_pcalloc(r->pool, sizeof(*x));

@@ -69,12 +69,14 @@ static void wasm_child_init(apr_pool_t *pchild, server_rec *s)
 static int wasm_handler(request_rec *r)
 {
     const mw_dir_config *conf;
+    const mw_route *route;
 
     if (!r->handler || strcmp(r->handler, MW_HANDLER_NAME) != 0) {
         return DECLINED;
     }
     conf = ap_get_module_config(r->per_dir_config, &wasm_module);
-    if (mw_route_params_of(r)) {
+    route = mw_route_of(r);
+    if (route && route->component) {
         /* WasmFileRoutes chose this file: it is what the URL means, even
          * where an enclosing section names a WasmComponent. */
         return mw_serve_file_component(r, conf);

@@ -115,14 +115,15 @@ int mw_serve_file_component(request_rec *r, const mw_dir_config *conf);
 int mw_serve_module(request_rec *r, const mw_dir_config *conf);
 
 /* WasmFileRoutes (routes.c): the hooks that map a URL naming no file to
- * a route, and the dynamic segments of the route a request took. */
+ * a route, and the route a request took (NULL if none). */
 int mw_map_route(request_rec *r);
 int mw_route_handler_fixup(request_rec *r);
 typedef struct {
+    int component;           /* a component, else a static file (public/) */
     const mw_header *params; /* name, percent-encoded segment             */
     size_t params_len;
-} mw_route_params;
-const mw_route_params *mw_route_params_of(request_rec *r);
+} mw_route;
+const mw_route *mw_route_of(request_rec *r);
 
 /* The output filter each response runs through (exchange.c). */
 #define MW_RESPONSE_FILTER "WASM_RESPONSE"

@@ -17,8 +17,7 @@ APLOG_USE_MODULE(wasm);
 typedef struct {
     request_rec *r;
     const char *file;
-    int component;
-    mw_route_params params;
+    mw_route route;
 } found_route;
 
 static void take_route(void *ctx, mw_bytes file, bool component, const mw_header *params,
@@ -38,8 +37,7 @@ static void take_route(void *ctx, mw_bytes file, bool component, const mw_header
                               {(const uint8_t *)value, strlen(value)}};
     }
     found->file = apr_pstrmemdup(pool, (const char *)file.ptr, file.len);
-    found->component = component;
-    found->params = (mw_route_params){copy, params_len};
+    found->route = (mw_route){component, copy, params_len};
 }
 
 /* The map_to_storage hook, before core's: Apache's own walk first; if it
@@ -48,7 +46,7 @@ int mw_map_route(request_rec *r)
 {
     const mw_dir_config *conf;
     const char *wanted, *relative;
-    found_route found = {r, NULL, 0, {NULL, 0}};
+    found_route found = {r, NULL, {0, NULL, 0}};
     size_t root_len;
     int status;
 
@@ -85,24 +83,29 @@ int mw_map_route(request_rec *r)
     if ((status = ap_directory_walk(r)) != OK || (status = ap_file_walk(r)) != OK) {
         return status;
     }
-    if (found.component) {
-        mw_route_params *params = apr_pmemdup(r->pool, &found.params, sizeof(found.params));
-        ap_set_module_config(r->request_config, &wasm_module, params);
-    }
+    ap_set_module_config(r->request_config, &wasm_module,
+                         apr_pmemdup(r->pool, &found.route, sizeof(found.route)));
     return OK;
 }
 
 /* A route to a component is served by wasm-handler whatever AddHandler
- * says about .wasm files: never as a download of the file. */
+ * says about .wasm files: never as a download of the file. A static file
+ * from public/ is Apache's to serve, even where SetHandler wasm-handler
+ * makes every other file a component. */
 int mw_route_handler_fixup(request_rec *r)
 {
-    if (mw_route_params_of(r)) {
+    const mw_route *route = mw_route_of(r);
+
+    if (route && route->component) {
         r->handler = MW_HANDLER_NAME;
+    }
+    else if (route && r->handler && strcmp(r->handler, MW_HANDLER_NAME) == 0) {
+        r->handler = "default-handler";
     }
     return DECLINED;
 }
 
-const mw_route_params *mw_route_params_of(request_rec *r)
+const mw_route *mw_route_of(request_rec *r)
 {
     return ap_get_module_config(r->request_config, &wasm_module);
 }

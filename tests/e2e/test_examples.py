@@ -5,10 +5,15 @@ import json
 
 import pytest
 
-from apache import ROOT, WASIP1_DIR, WASM_DIR, Apache
+from apache import MODULES, ROOT, WASIP1_DIR, WASM_DIR, Apache
 from http1 import request
 
 SITE = f"""
+# As Debian enables them by default; examples/site needs all three.
+LoadModule alias_module {MODULES}/mod_alias.so
+LoadModule mime_module {MODULES}/mod_mime.so
+LoadModule dir_module {MODULES}/mod_dir.so
+TypesConfig /etc/mime.types
 Define MOD_WASM_WASM_DIR {WASM_DIR}
 Define MOD_WASM_WASIP1_DIR {WASIP1_DIR}
 Define MOD_WASM_ROOT {ROOT}
@@ -49,6 +54,16 @@ def test_a_wws_worker_keeps_its_signature(examples):
     assert r.body == b"Hello wasm! 6 bytes came to /wws-reply/x\n"
     # Request<String> takes text: other bytes are the client's mistake.
     assert request(examples.port, "POST", "/wws-reply/x", body=b"\xff").status == 400
+
+
+def test_the_example_site_routes_below_its_alias(examples):
+    r = request(examples.port, "GET", "/site/api/hello")
+    assert r.body == b"Hello from WebAssembly! You asked for /site/api/hello\n"
+    r = request(examples.port, "GET", "/site/users/42")
+    assert r.body == b"Hello wasm! 0 bytes came to /site/users/42\n"
+    # The folder's index is public/index.html, as in Wasm Workers Server.
+    r = request(examples.port, "GET", "/site/")
+    assert r.status == 200 and b"A folder of components is a site" in r.body
 
 
 def test_legacy_hello_prints_the_response(examples):

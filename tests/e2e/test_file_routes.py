@@ -38,6 +38,10 @@ DocumentRoot "SITE"
 <Directory "SITE/wrapped">
     WasmComponent GUEST
 </Directory>
+<Directory "SITE/every-file">
+    SetHandler wasm-handler
+    WasmFileRoutes On
+</Directory>
 """.replace("MODULES", str(MODULES)).replace("GUEST", str(GUEST))
 
 
@@ -57,6 +61,7 @@ def make_site():
         "noexec/hello.wasm": HELLO,
         "plain/hello.wasm": HELLO,
         "wrapped/hello.wasm": HELLO,
+        "every-file/hi.wasm": HELLO,
     }
     for name, source in files.items():
         path = root / name
@@ -65,6 +70,8 @@ def make_site():
     (root / "broken.wasm").write_bytes(b"\0asm but not really")
     (root / "public").mkdir()
     (root / "public/style.css").write_text("body { color: teal }\n")
+    (root / "every-file/public").mkdir()
+    (root / "every-file/public/notes.txt").write_text("static\n")
     for directory, _, _ in os.walk(root):
         os.chmod(directory, 0o755)
     return root
@@ -86,7 +93,7 @@ def apache(site):
 
 def test_route_components_are_compiled_at_start_up(apache, site):
     log = Path(apache.error_log).read_text()
-    assert f"MW00035: 11 component files below {site}/ are ready" in log, log
+    assert f"MW00035: 12 component files below {site}/ are ready" in log, log
     # The broken one is named, and start-up went on.
     [warning] = {line.split("] ", 3)[-1] for line in log.splitlines() if "MW00034" in line}
     assert "WasmFileRoutes" in warning and "broken.wasm" in warning, warning
@@ -215,6 +222,12 @@ def test_a_route_wins_over_a_configured_component_and_addhandler_does_not(apache
     assert routed.body == b"Hello from WebAssembly! You asked for /wrapped/hello\n"
     named = request(apache.port, "GET", "/wrapped/hello.wasm")
     assert named.body == b"test guest: /wrapped/hello.wasm\n"
+
+
+def test_public_stays_static_where_sethandler_makes_every_file_a_component(apache):
+    assert request(apache.port, "GET", "/every-file/hi").body.startswith(b"Hello from")
+    r = request(apache.port, "GET", "/every-file/notes.txt")
+    assert r.status == 200 and r.body == b"static\n"
 
 
 def test_file_routes_belong_in_a_directory_section():
