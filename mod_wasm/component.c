@@ -146,18 +146,29 @@ static const char *request_id(request_rec *r)
     return r->log_id ? r->log_id : "";
 }
 
-/* Route parameters reach the guest as request headers with this prefix;
- * a client's own are dropped, so that a guest can trust them. */
-#define MW_PARAM_PREFIX "mod-wasm-param-"
+/* A route's parameters reach the guest in this request header; a client's
+ * own is dropped (in any case, and with _ for -, as CGI-style adapters
+ * read names), so that a guest can trust it. */
+#define MW_PARAMS_HEADER "mod-wasm-params"
 
-int mw_serve_component(request_rec *r, const mw_dir_config *conf)
+static int is_params_header(const char *name)
+{
+    const char *want = MW_PARAMS_HEADER;
+    for (; *name && *want; name++, want++) {
+        char c = *name == '_' ? '-' : apr_tolower(*name);
+        if (c != *want) {
+            return 0;
+        }
+    }
+    return *name == '\0' && *want == '\0';
+}
+
+int mw_serve_component(request_rec *r, const mw_dir_config *conf, const char *params)
 {
     const apr_array_header_t *fields = apr_table_elts(r->headers_in);
     const apr_table_entry_t *field = (const apr_table_entry_t *)fields->elts;
-    const mw_route *route = mw_route_of(r);
-    size_t params_len = route && route->component ? route->params_len : 0;
-    mw_header *headers = apr_palloc(r->pool, sizeof(*headers) * (fields->nelts + params_len + 1));
-    size_t headers_len = 0, j;
+    mw_header *headers = apr_palloc(r->pool, sizeof(*headers) * (fields->nelts + 2));
+    size_t headers_len = 0;
     mw_exchange_ctx *x = apr_pcalloc(r->pool, sizeof(*x));
     mw_request request;
     mw_sandbox sandbox = mw_sandbox_of(conf);
@@ -170,17 +181,12 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf)
         return status;
     }
     for (i = 0; i < fields->nelts; i++) {
-        if (field[i].key &&
-            strncasecmp(field[i].key, MW_PARAM_PREFIX, sizeof(MW_PARAM_PREFIX) - 1) != 0) {
+        if (field[i].key && !is_params_header(field[i].key)) {
             headers[headers_len++] = (mw_header){bytes_of(field[i].key), bytes_of(field[i].val)};
         }
     }
-    for (j = 0; j < params_len; j++) {
-        const mw_header *param = &route->params[j];
-        const char *name = apr_pstrcat(r->pool, MW_PARAM_PREFIX,
-                                       apr_pstrmemdup(r->pool, (const char *)param->name.ptr,
-                                                      param->name.len), NULL);
-        headers[headers_len++] = (mw_header){bytes_of(name), param->value};
+    if (params) {
+        headers[headers_len++] = (mw_header){bytes_of(MW_PARAMS_HEADER), bytes_of(params)};
     }
     request = (mw_request){
         .method = bytes_of(r->method),
@@ -216,6 +222,7 @@ static apr_status_t release_component(void *component)
  * the tree runs only where Options ExecCGI is on. */
 int mw_serve_file_component(request_rec *r, const mw_dir_config *conf)
 {
+    const mw_route *route;
     mw_dir_config *file_conf;
     const mw_component *component = NULL;
     char err[MW_ERROR_LEN] = "";
@@ -238,5 +245,6 @@ int mw_serve_file_component(request_rec *r, const mw_dir_config *conf)
     file_conf->component = component;
     file_conf->where = apr_psprintf(r->pool, "component file %s", r->filename);
     file_conf->section = r->uri;
-    return mw_serve_component(r, file_conf);
+    route = mw_route_of(r);
+    return mw_serve_component(r, file_conf, route ? route->params : NULL);
 }

@@ -480,6 +480,9 @@ static const char *set_file_routes(cmd_parms *cmd, void *dir_conf, int on)
     }
     conf->file_routes = on;
     conf->routes_root = cmd->path;
+    if (on) {
+        mw_add_route_root(cmd->path);
+    }
     if (on && current_host) {
         decide_cache_dir(cmd);
         ready = mw_host_preload_routes(current_host,

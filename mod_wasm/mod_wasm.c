@@ -34,6 +34,7 @@ static int wasm_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
     }
     mw_set_current_host(host);
     apr_pool_cleanup_register(pconf, host, free_host, apr_pool_cleanup_null);
+    mw_reset_route_roots(pconf);
     return OK;
 }
 
@@ -69,18 +70,11 @@ static void wasm_child_init(apr_pool_t *pchild, server_rec *s)
 static int wasm_handler(request_rec *r)
 {
     const mw_dir_config *conf;
-    const mw_route *route;
 
     if (!r->handler || strcmp(r->handler, MW_HANDLER_NAME) != 0) {
         return DECLINED;
     }
     conf = ap_get_module_config(r->per_dir_config, &wasm_module);
-    route = mw_route_of(r);
-    if (route && route->component) {
-        /* WasmFileRoutes chose this file: it is what the URL means, even
-         * where an enclosing section names a WasmComponent. */
-        return mw_serve_file_component(r, conf);
-    }
     if (conf->module) {
         /* A content author's module, or the grants a content author gave a
          * module, make it their script: it needs what a CGI script needs
@@ -121,7 +115,7 @@ static int wasm_handler(request_rec *r)
                       conf->where, conf->htaccess_grant);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    return mw_serve_component(r, conf);
+    return mw_serve_component(r, conf, NULL);
 }
 
 static void wasm_register_hooks(apr_pool_t *p)

@@ -106,22 +106,24 @@ mw_sandbox mw_sandbox_of(const mw_dir_config *conf);
 int mw_take_instance(request_rec *r, const mw_dir_config *conf);
 void mw_release_instance(const mw_dir_config *conf);
 
-/* Serves r with the component of conf (component.c). */
-int mw_serve_component(request_rec *r, const mw_dir_config *conf);
+/* Serves r with the component of conf (component.c); params: a route's
+ * parameters for the guest, or NULL. */
+int mw_serve_component(request_rec *r, const mw_dir_config *conf, const char *params);
 /* Serves r with the component its file is (component.c). */
 int mw_serve_file_component(request_rec *r, const mw_dir_config *conf);
 
 /* Serves r with the WASI preview1 module of conf (legacy.c). */
 int mw_serve_module(request_rec *r, const mw_dir_config *conf);
 
-/* WasmFileRoutes (routes.c): the hooks that map a URL naming no file to
- * a route, and the route a request took (NULL if none). */
+/* WasmFileRoutes (routes.c): the directories it is on in, the hooks that
+ * map a URL below them, and the route a request took (NULL if none). */
+void mw_reset_route_roots(apr_pool_t *pconf);
+void mw_add_route_root(const char *dir);
 int mw_map_route(request_rec *r);
 int mw_route_handler_fixup(request_rec *r);
 typedef struct {
-    int component;           /* a component, else a static file (public/) */
-    const mw_header *params; /* name, percent-encoded segment             */
-    size_t params_len;
+    int component;      /* a component file, else a static file (public/)  */
+    const char *params; /* its [name] segments, form-urlencoded, or NULL   */
 } mw_route;
 const mw_route *mw_route_of(request_rec *r);
 

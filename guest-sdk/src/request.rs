@@ -43,20 +43,17 @@ pub(crate) fn from_incoming(raw: IncomingRequest) -> Result<Request, Error> {
         .map_err(|e| Error::InvalidRequest(e.to_string()))
 }
 
-/// The header prefix under which mod_wasm hands a file route's dynamic
-/// segments to the guest (`users/[id].wasm` serving `/users/42` sends
-/// `mod-wasm-param-id: 42`), percent-encoded. Apache drops a client's own.
-const PARAM_HEADER_PREFIX: &str = "mod-wasm-param-";
+/// The request header in which mod_wasm hands a file route's dynamic
+/// segments to the guest, form-urlencoded (`users/[id].wasm` serving
+/// `/users/42` sends `mod-wasm-params: id=42`). Apache drops a client's own.
+const PARAMS_HEADER: &str = "mod-wasm-params";
 
-/// The dynamic segments of a file route, percent-decoded.
+/// The dynamic segments of a file route, decoded, in path order.
 fn route_params(headers: &http::HeaderMap) -> Vec<(String, String)> {
     headers
+        .get_all(PARAMS_HEADER)
         .iter()
-        .filter_map(|(name, value)| {
-            let param = name.as_str().strip_prefix(PARAM_HEADER_PREFIX)?;
-            let value = percent_encoding::percent_decode(value.as_bytes()).decode_utf8_lossy();
-            Some((param.to_string(), value.into_owned()))
-        })
+        .flat_map(|value| form_urlencoded::parse(value.as_bytes()).into_owned())
         .collect()
 }
 
@@ -184,17 +181,15 @@ mod tests {
     }
 
     #[test]
-    fn route_params_come_from_their_headers_decoded() {
+    fn route_params_come_from_their_header_decoded() {
         let mut headers = http::HeaderMap::new();
-        headers.insert("mod-wasm-param-id", "a%20b".parse().unwrap());
-        headers.insert("mod-wasm-param-post", "7".parse().unwrap());
+        headers.insert("mod-wasm-params", "userId=a+b%2F&post=7".parse().unwrap());
         headers.insert("x-other", "1".parse().unwrap());
-        let mut params = route_params(&headers);
-        params.sort();
         assert_eq!(
-            params,
-            [("id", "a b"), ("post", "7")].map(|(k, v)| (k.to_string(), v.to_string()))
+            route_params(&headers),
+            [("userId", "a b/"), ("post", "7")].map(|(k, v)| (k.to_string(), v.to_string()))
         );
+        assert!(route_params(&http::HeaderMap::new()).is_empty());
     }
 
     #[test]

@@ -82,6 +82,28 @@ typedef enum mw_result mw_result;
 typedef uint32_t mw_result;
 #endif // __STDC_VERSION__ >= 202311L
 
+// What a URL naming an existing file below a `WasmFileRoutes` directory
+// may reach (see [`crate::routes::reachable`]).
+enum mw_reach
+#if __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // __STDC_VERSION__ >= 202311L
+ {
+  // A `.wasm` file outside `public/`: served as a component.
+  MW_REACH_COMPONENT,
+  // In `public/`: a static file (or directory).
+  MW_REACH_PUBLIC,
+  // A directory outside `public/`: its index may be a route.
+  MW_REACH_DIRECTORY,
+  // Anything else (a worker's `.toml`, sources, hidden files): 404.
+  MW_REACH_HIDDEN,
+};
+#if __STDC_VERSION__ >= 202311L
+typedef enum mw_reach mw_reach;
+#else
+typedef uint32_t mw_reach;
+#endif // __STDC_VERSION__ >= 202311L
+
 // How a file named by a directive was made ready.
 enum mw_outcome
 #if __STDC_VERSION__ >= 202311L
@@ -313,8 +335,8 @@ size_t mw_host_preload_routes(struct mw_host *host,
 // `WasmFileRoutes` in the directory `root` (see [`crate::routes`]). If it
 // resolves, calls `found` once and returns true: with the file, whether it
 // is a component (else a static file from `public/`), and the dynamic
-// segments as names and percent-encoded values, views valid during that
-// call only.
+// segments as a form-urlencoded `name=value&...` string (empty if none),
+// views valid during that call only.
 //
 // # Safety
 // `root` and `path` are valid; `found` may be called with `ctx`.
@@ -324,8 +346,14 @@ bool mw_route_resolve(struct mw_bytes root,
                       void (*found)(void *ctx,
                                     struct mw_bytes file,
                                     bool component,
-                                    const struct mw_header *params,
-                                    size_t params_len));
+                                    struct mw_bytes params));
+
+// What the existing file at `path` (below a `WasmFileRoutes` directory;
+// `is_dir` if a directory) may be served as.
+//
+// # Safety
+// `path` is valid.
+mw_reach mw_route_reach(struct mw_bytes path, bool is_dir);
 
 // Creates an empty generation. Returns NULL only if the host failed. Call
 // in the Apache parent, before it forks (see

@@ -290,6 +290,35 @@ fn load_file(engine: &Engine, file: &Path, kind: Kind) -> Result<Footprint, Stri
     }
 }
 
+/// The largest `.wasm` file a child reads to compile on demand (a
+/// component file, an `.htaccess` module): the 18 MB Python example is
+/// far below it; a video someone served with `SetHandler wasm-handler` is
+/// not read at all.
+pub(crate) const MAX_WASM_BYTES: u64 = 256 << 20;
+
+/// The bytes of the `.wasm` file at `path` if it is one of `kind` and at
+/// most [`MAX_WASM_BYTES`]: only its first 8 bytes are read otherwise. The
+/// error completes a sentence that starts with the file's name.
+pub(crate) fn read_checked(path: &Path, kind: Kind) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| format!("cannot be read: {e}"))?;
+    let size = file
+        .metadata()
+        .map_err(|e| format!("cannot be read: {e}"))?
+        .len();
+    if size > MAX_WASM_BYTES {
+        return Err(format!("is larger than {} MiB", MAX_WASM_BYTES >> 20));
+    }
+    let mut head = [0; 8];
+    file.read_exact(&mut head)
+        .map_err(|_| "is not a WebAssembly file".to_string())?;
+    check_layer(&head, kind)?;
+    let mut bytes = head.to_vec();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    Ok(bytes)
+}
+
 /// Tells a component from a core module or a file that is not Wasm at all,
 /// before the compiler gives a less helpful answer.
 fn check_layer(bytes: &[u8], kind: Kind) -> Result<(), &'static str> {

@@ -260,8 +260,8 @@ impl Host {
         }
         let shown = path.display();
         self.file_components.get(path, |canonical, identity| {
-            let bytes =
-                std::fs::read(canonical).map_err(|e| format!("cannot read {shown}: {e}"))?;
+            let bytes = compile::read_checked(canonical, Kind::Component)
+                .map_err(|why| format!("{shown} {why}"))?;
             let component = Component::new(engine, &bytes)
                 .map_err(|e| format!("{shown} is not a valid component: {e:#}"))?;
             let footprint = Footprint::of(component.resources_required());

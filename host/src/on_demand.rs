@@ -4,10 +4,11 @@
 //! when the parent reads the configuration.
 //!
 //! Each is compiled once per child and kept by canonical path with the
-//! identity of the file it came from: a replaced file is compiled again on
-//! its next request, and the old code is freed when the last request
-//! holding it ends. The compiling happens outside the lock, so a slow
-//! compile holds up only the requests that wait for that file.
+//! identity of the file it came from (device, inode, size, mtime): a
+//! replaced file is compiled again on its next request, and the old code is
+//! freed when the last request holding it ends. A file that failed is not
+//! tried again until it changes. The compiling happens outside the lock, so
+//! a slow compile holds up only the requests that wait for that file.
 
 use crate::compile::{self, FileIdentity};
 use crate::host::Hosted;
@@ -15,8 +16,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// By canonical path: the file as it was compiled, and its entry.
-type Entries<P> = HashMap<PathBuf, (FileIdentity, Arc<Hosted<P>>)>;
+/// By canonical path: the file as it was compiled, and what came of it.
+type Entries<P> = HashMap<PathBuf, (FileIdentity, Result<Arc<Hosted<P>>, String>)>;
 
 /// The files of one kind this child compiled on demand.
 pub(crate) struct OnDemand<P> {
@@ -32,10 +33,10 @@ impl<P> Default for OnDemand<P> {
 }
 
 impl<P> OnDemand<P> {
-    /// The entry for the file at `path` as it is now: the one compiled
+    /// The entry for the file at `path` as it is now: what came of it
     /// before if the file did not change since, else `load(canonical path,
-    /// identity)` (whose error is returned as is). Two threads that find a file new at
-    /// the same time may both load it; the first to finish is kept.
+    /// identity)`. Two threads that find a file new at the same time may
+    /// both load it; the first to finish is kept.
     pub(crate) fn get(
         &self,
         path: &Path,
@@ -46,18 +47,18 @@ impl<P> OnDemand<P> {
             entries
                 .get(&canonical)
                 .filter(|(cached, _)| *cached == identity)
-                .map(|(_, hosted)| hosted.clone())
+                .map(|(_, outcome)| outcome.clone())
         };
-        if let Some(hosted) = cached(&self.lock()) {
-            return Ok(hosted);
+        if let Some(outcome) = cached(&self.lock()) {
+            return outcome;
         }
-        let hosted = Arc::new(load(&canonical, identity)?);
+        let outcome = load(&canonical, identity).map(Arc::new);
         let mut entries = self.lock();
         if let Some(earlier) = cached(&entries) {
-            return Ok(earlier);
+            return earlier;
         }
-        entries.insert(canonical, (identity, hosted.clone()));
-        Ok(hosted)
+        entries.insert(canonical, (identity, outcome.clone()));
+        outcome
     }
 
     fn lock(&self) -> MutexGuard<'_, Entries<P>> {

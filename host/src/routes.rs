@@ -9,10 +9,13 @@
 //! * Literal names win over `[name]` ones; among several `[name]` entries in
 //!   one directory, the first in byte order is tried first.
 //! * Failing a route, `public/<path>` serves `/<path>` as a static file.
+//! * Nothing else in the folder is served (a wws worker's `.toml` holds its
+//!   secrets): [`reachable`] says what a URL naming an existing file may
+//!   reach.
 //!
 //! Only the part of the path that names no file comes here (Apache maps the
-//! rest as usual), and only names from the URL are joined, never `.` or
-//! `..`: a route cannot leave the directory it starts from.
+//! rest as usual), and only names from the URL are joined, never `.`, `..`
+//! or a hidden name: a route cannot leave the directory it starts from.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -25,9 +28,43 @@ pub struct Route {
     pub file: PathBuf,
     /// A component (`.wasm`), or a static file from `public/`.
     pub component: bool,
-    /// The `[name]` segments it went through: name, and the segment
-    /// percent-encoded (so that any byte of a URL travels in a header).
-    pub params: Vec<(String, String)>,
+    /// The `[name]` segments it went through, as a form-urlencoded
+    /// `name=value&...` string (so that any byte of a URL, and the name's
+    /// case, travel in one header).
+    pub params: String,
+}
+
+/// What a URL that names an existing file below a routes directory may
+/// reach; `path` is the file's path below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// A `.wasm` file outside `public/`: a component.
+    Component,
+    /// A file or directory in `public/`: static.
+    Public,
+    /// A directory outside `public/` (its index may be a route).
+    Directory,
+    /// Anything else: hidden, like everything but routes and `public/` in
+    /// a Wasm Workers Server site.
+    Hidden,
+}
+
+/// What the existing file (or directory, `is_dir`) at `path` below a routes
+/// directory may be served as.
+pub fn reachable(path: &[u8], is_dir: bool) -> Reach {
+    let segments: Vec<&[u8]> = path
+        .split(|&b| b == b'/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    if segments.iter().any(|s| s.starts_with(b".")) {
+        return Reach::Hidden;
+    }
+    match segments.first() {
+        Some(&b"public") => Reach::Public,
+        _ if is_dir => Reach::Directory,
+        _ if segments.last().is_some_and(|s| s.ends_with(b".wasm")) => Reach::Component,
+        _ => Reach::Hidden,
+    }
 }
 
 /// The route for `path` (the request's path below `root`, as Apache decoded
@@ -37,11 +74,24 @@ pub fn resolve(root: &Path, path: &[u8]) -> Option<Route> {
         .split(|&b| b == b'/')
         .filter(|s| !s.is_empty())
         .collect();
-    if segments.is_empty() || segments.iter().any(|s| *s == b"." || *s == b"..") {
+    if segments.is_empty() || segments.iter().any(|s| s.starts_with(b".")) {
         return None;
     }
     let mut params = Vec::new();
-    if let Some(file) = find(root, &segments, &mut params) {
+    // public/ holds static files, never routes.
+    if segments[0] != b"public"
+        && let Some(file) = find(root, &segments, &mut params)
+    {
+        let params = params
+            .iter()
+            .map(|(name, value)| {
+                format!(
+                    "{name}={}",
+                    form_urlencoded::byte_serialize(value).collect::<String>()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&");
         return Some(Route {
             file,
             component: true,
@@ -55,7 +105,7 @@ pub fn resolve(root: &Path, path: &[u8]) -> Option<Route> {
     public.is_file().then_some(Route {
         file: public,
         component: false,
-        params: Vec::new(),
+        params: String::new(),
     })
 }
 
@@ -89,7 +139,12 @@ fn collect(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) {
         }
         if kind.is_dir() && depth < MAX_DEPTH && !(depth == 0 && name == "public") {
             collect(&entry.path(), depth + 1, found);
-        } else if !kind.is_dir() && Path::new(&name).extension() == Some(OsStr::new("wasm")) {
+        } else if kind.is_file()
+            && Path::new(&name).extension() == Some(OsStr::new("wasm"))
+            && entry
+                .metadata()
+                .is_ok_and(|m| m.len() <= crate::compile::MAX_WASM_BYTES)
+        {
             found.push(entry.path());
         }
     }
@@ -97,7 +152,7 @@ fn collect(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) {
 
 /// The component for `segments` below `dir`; `params` gains the dynamic
 /// segments on the way to it.
-fn find(dir: &Path, segments: &[&[u8]], params: &mut Vec<(String, String)>) -> Option<PathBuf> {
+fn find(dir: &Path, segments: &[&[u8]], params: &mut Vec<(String, Vec<u8>)>) -> Option<PathBuf> {
     let (segment, rest) = segments.split_first()?;
     let name = OsStr::from_bytes(segment);
     if rest.is_empty() {
@@ -118,7 +173,7 @@ fn find(dir: &Path, segments: &[&[u8]], params: &mut Vec<(String, String)>) -> O
         }
     }
     for (entry, param) in dynamic_entries(dir) {
-        params.push((param, percent_encode(segment)));
+        params.push((param, segment.to_vec()));
         let path = dir.join(&entry);
         let found = if rest.is_empty() {
             let index = path.join("index.wasm");
@@ -176,19 +231,6 @@ fn param_name(file_name: &[u8]) -> Option<String> {
     valid.then(|| String::from_utf8_lossy(name).into_owned())
 }
 
-/// Every byte but the URL's unreserved ones as `%XX`.
-fn percent_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,18 +248,15 @@ mod tests {
         root
     }
 
-    fn route(root: &Path, path: &str) -> Option<(String, bool, Vec<(String, String)>)> {
+    fn route(root: &Path, path: &str) -> Option<(String, bool, String)> {
         resolve(root, path.as_bytes()).map(|route| {
             let file = route.file.strip_prefix(root).unwrap();
             (file.display().to_string(), route.component, route.params)
         })
     }
 
-    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn params(encoded: &str) -> String {
+        encoded.to_string()
     }
 
     #[test]
@@ -228,11 +267,11 @@ mod tests {
         );
         assert_eq!(
             route(root, "/api/hello"),
-            Some(("api/hello.wasm".into(), true, vec![]))
+            Some(("api/hello.wasm".into(), true, params("")))
         );
         assert_eq!(
             route(root, "/docs"),
-            Some(("docs/index.wasm".into(), true, vec![]))
+            Some(("docs/index.wasm".into(), true, params("")))
         );
         assert_eq!(route(root, "/api/nope"), None);
         assert_eq!(route(root, "/api/hello/more"), None);
@@ -251,27 +290,23 @@ mod tests {
         );
         assert_eq!(
             route(root, "/users/42"),
-            Some(("users/[id].wasm".into(), true, params(&[("id", "42")])))
+            Some(("users/[id].wasm".into(), true, params("id=42")))
         );
         assert_eq!(
             route(root, "/users/me"),
-            Some(("users/me.wasm".into(), true, vec![]))
+            Some(("users/me.wasm".into(), true, params("")))
         );
         assert_eq!(
             route(root, "/users/a b/posts/7"),
             Some((
                 "users/[id]/posts/[post].wasm".into(),
                 true,
-                params(&[("id", "a%20b"), ("post", "7")])
+                params("id=a+b&post=7")
             ))
         );
         assert_eq!(
             route(root, "/shops/x"),
-            Some((
-                "shops/[shop]/index.wasm".into(),
-                true,
-                params(&[("shop", "x")])
-            ))
+            Some(("shops/[shop]/index.wasm".into(), true, params("shop=x")))
         );
     }
 
@@ -280,7 +315,7 @@ mod tests {
         let root = &site("dead-end", &["a/b/other.wasm", "a/[x]/c.wasm"]);
         assert_eq!(
             route(root, "/a/b/c"),
-            Some(("a/[x]/c.wasm".into(), true, params(&[("x", "b")])))
+            Some(("a/[x]/c.wasm".into(), true, params("x=b")))
         );
     }
 
@@ -289,11 +324,37 @@ mod tests {
         let root = &site("public", &["public/style.css", "hello.wasm"]);
         assert_eq!(
             route(root, "/style.css"),
-            Some(("public/style.css".into(), false, vec![]))
+            Some(("public/style.css".into(), false, params("")))
         );
         assert_eq!(route(root, "/../hello"), None);
         assert_eq!(route(root, "/./hello"), None);
         assert_eq!(route(root, "/"), None);
+    }
+
+    #[test]
+    fn public_and_hidden_names_are_never_routes() {
+        let root = &site("never", &["public/x.wasm", ".git/y.wasm", "[id].wasm"]);
+        // public/x is no route to public/x.wasm; .git/y is [id] at best.
+        assert_eq!(route(root, "/public/x"), None);
+        assert_eq!(route(root, "/.git/y"), None);
+        assert_eq!(route(root, "/.env"), None);
+        assert_eq!(
+            route(root, "/x"),
+            Some(("[id].wasm".into(), true, params("id=x")))
+        );
+    }
+
+    #[test]
+    fn only_routes_and_public_are_reachable() {
+        assert_eq!(reachable(b"/api/hello.wasm", false), Reach::Component);
+        assert_eq!(reachable(b"/public/style.css", false), Reach::Public);
+        assert_eq!(reachable(b"/public/x.wasm", false), Reach::Public);
+        assert_eq!(reachable(b"/api", true), Reach::Directory);
+        assert_eq!(reachable(b"/", true), Reach::Directory);
+        assert_eq!(reachable(b"/api/hello.toml", false), Reach::Hidden);
+        assert_eq!(reachable(b"/.env", false), Reach::Hidden);
+        assert_eq!(reachable(b"/.git", true), Reach::Hidden);
+        assert_eq!(reachable(b"/src/lib.rs", false), Reach::Hidden);
     }
 
     #[test]

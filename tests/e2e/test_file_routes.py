@@ -19,6 +19,7 @@ SDK_GUEST = WASM_DIR / "sdk_test_guest.wasm"
 SITE = """
 LoadModule mime_module MODULES/mod_mime.so
 LoadModule dir_module MODULES/mod_dir.so
+LoadModule headers_module MODULES/mod_headers.so
 TypesConfig /etc/mime.types
 DocumentRoot "SITE"
 <Directory "SITE">
@@ -27,6 +28,7 @@ DocumentRoot "SITE"
     WasmFileRoutes On
     DirectoryIndex index.wasm
     WasmEnv GREETING from-the-directory
+    Header always add X-Merged once
     WasmTimeout 0.5
 </Directory>
 <Directory "SITE/noexec">
@@ -38,6 +40,10 @@ DocumentRoot "SITE"
 <Directory "SITE/wrapped">
     WasmComponent GUEST
 </Directory>
+<Location /routes/claimed>
+    SetHandler wasm-handler
+    WasmComponent GUEST
+</Location>
 <Directory "SITE/every-file">
     SetHandler wasm-handler
     WasmFileRoutes On
@@ -62,6 +68,8 @@ def make_site():
         "plain/hello.wasm": HELLO,
         "wrapped/hello.wasm": HELLO,
         "every-file/hi.wasm": HELLO,
+        "routes/x/[userId].wasm": SDK_GUEST,
+        "deep/[any]/env.wasm": GUEST,
     }
     for name, source in files.items():
         path = root / name
@@ -70,6 +78,8 @@ def make_site():
     (root / "broken.wasm").write_bytes(b"\0asm but not really")
     (root / "public").mkdir()
     (root / "public/style.css").write_text("body { color: teal }\n")
+    (root / "api/secret.toml").write_text("token = 'do not serve'\n")
+    (root / ".env").write_text("TOKEN=do-not-serve\n")
     (root / "every-file/public").mkdir()
     (root / "every-file/public/notes.txt").write_text("static\n")
     for directory, _, _ in os.walk(root):
@@ -93,7 +103,7 @@ def apache(site):
 
 def test_route_components_are_compiled_at_start_up(apache, site):
     log = Path(apache.error_log).read_text()
-    assert f"MW00035: 12 component files below {site}/ are ready" in log, log
+    assert f"MW00035: 14 component files below {site}/ are ready" in log, log
     # The broken one is named, and start-up went on.
     [warning] = {line.split("] ", 3)[-1] for line in log.splitlines() if "MW00034" in line}
     assert "WasmFileRoutes" in warning and "broken.wasm" in warning, warning
@@ -136,9 +146,14 @@ def test_a_literal_name_wins_over_a_dynamic_one(apache):
     assert r.body == b"Hello from WebAssembly! You asked for /routes/me\n"
 
 
+def test_a_param_name_keeps_its_case(apache):
+    r = request(apache.port, "GET", "/routes/x/7")
+    assert r.body == b"path /routes/x/7\nparam userId = 7\nid None\n"
+
+
 def test_a_client_cannot_send_a_param(apache):
-    r = request(apache.port, "GET", "/routes/42", headers=[("Mod-Wasm-Param-Id", "forged"),
-                                                           ("mod-wasm-param-x", "1")])
+    r = request(apache.port, "GET", "/routes/42", headers=[("Mod-Wasm-Params", "id=forged"),
+                                                           ("mod_wasm_params", "x=1")])
     assert r.status == 200
     assert r.body == b"path /routes/42\nparam id = 42\nid Some(\"42\")\n"
 
@@ -158,6 +173,18 @@ def test_public_files_are_static(apache):
 
 def test_the_directorys_grants_and_limits_apply(apache):
     assert request(apache.port, "GET", "/env").body == b"GREETING=from-the-directory\n"
+    r = request(apache.port, "GET", "/deep/anything/env")
+    assert r.body == b"GREETING=from-the-directory\n"
+
+
+def test_the_directory_is_merged_once_whatever_the_walks(apache):
+    # The route's own walk, and core's after a route declined, each start
+    # from the server's defaults: an appending directive (Header add)
+    # applies once.
+    for target in ("/deep/anything/env", "/api/hello", "/api/hello.wasm", "/style.css",
+                   "/routes/claimed", "/routes/42", "/nope"):
+        r = request(apache.port, "GET", target)
+        assert r.all("x-merged") == [b"once"], (target, r.all("x-merged"))
 
 
 @pytest.mark.allow_log("MW00020")
@@ -217,11 +244,23 @@ def test_routes_can_be_turned_off_below(apache):
     assert request(apache.port, "GET", "/plain/hello.wasm").status == 200
 
 
-def test_a_route_wins_over_a_configured_component_and_addhandler_does_not(apache):
-    routed = request(apache.port, "GET", "/wrapped/hello")
-    assert routed.body == b"Hello from WebAssembly! You asked for /wrapped/hello\n"
+def test_a_configured_component_keeps_its_urls(apache):
+    # A WasmComponent in effect wins over the route and over the file.
+    assert request(apache.port, "GET", "/wrapped/hello").body == b"test guest: /wrapped/hello\n"
     named = request(apache.port, "GET", "/wrapped/hello.wasm")
     assert named.body == b"test guest: /wrapped/hello.wasm\n"
+    # /routes/claimed would be routes/[id].wasm; the admin's <Location> keeps it.
+    r = request(apache.port, "GET", "/routes/claimed")
+    assert r.body == b"test guest: /routes/claimed\n"
+
+
+def test_only_components_and_public_are_reachable(apache):
+    # A wws worker's .toml holds its secrets; dot-files and sources likewise.
+    for target in ("/api/secret.toml", "/.env", "/public/../.env"):
+        r = request(apache.port, "GET", target)
+        assert r.status == 404 and b"do" not in r.body, target
+    # public/ as a route prefix is static only: no route runs from it.
+    assert request(apache.port, "GET", "/public/style.css").status == 200
 
 
 def test_public_stays_static_where_sethandler_makes_every_file_a_component(apache):

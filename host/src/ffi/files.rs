@@ -4,9 +4,9 @@
 
 use super::error::{ErrorBuf, guarded};
 use super::host::{mw_component, mw_host};
-use super::{mw_bytes, mw_header, mw_result};
+use super::{mw_bytes, mw_result};
 use crate::host::{Host, HostedComponent};
-use crate::routes;
+use crate::routes::{self, Reach};
 use std::ffi::{OsStr, c_char, c_void};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -103,8 +103,8 @@ pub unsafe extern "C" fn mw_host_preload_routes(
 /// `WasmFileRoutes` in the directory `root` (see [`crate::routes`]). If it
 /// resolves, calls `found` once and returns true: with the file, whether it
 /// is a component (else a static file from `public/`), and the dynamic
-/// segments as names and percent-encoded values, views valid during that
-/// call only.
+/// segments as a form-urlencoded `name=value&...` string (empty if none),
+/// views valid during that call only.
 ///
 /// # Safety
 /// `root` and `path` are valid; `found` may be called with `ctx`.
@@ -114,13 +114,7 @@ pub unsafe extern "C" fn mw_route_resolve(
     path: mw_bytes,
     ctx: *mut c_void,
     found: Option<
-        unsafe extern "C" fn(
-            ctx: *mut c_void,
-            file: mw_bytes,
-            component: bool,
-            params: *const mw_header,
-            params_len: usize,
-        ),
+        unsafe extern "C" fn(ctx: *mut c_void, file: mw_bytes, component: bool, params: mw_bytes),
     >,
 ) -> bool {
     let mut resolved = false;
@@ -133,26 +127,49 @@ pub unsafe extern "C" fn mw_route_resolve(
         let Some(route) = routes::resolve(Path::new(OsStr::from_bytes(root)), path) else {
             return mw_result::Ok;
         };
-        let params: Vec<mw_header> = route
-            .params
-            .iter()
-            .map(|(name, value)| mw_header {
-                name: mw_bytes::of(name.as_bytes()),
-                value: mw_bytes::of(value.as_bytes()),
-            })
-            .collect();
         // SAFETY: the caller's contract; the views outlive the call.
         unsafe {
             found(
                 ctx,
                 mw_bytes::of(route.file.as_os_str().as_bytes()),
                 route.component,
-                params.as_ptr(),
-                params.len(),
+                mw_bytes::of(route.params.as_bytes()),
             )
         };
         resolved = true;
         mw_result::Ok
     });
     resolved
+}
+
+/// What a URL naming an existing file below a `WasmFileRoutes` directory
+/// may reach (see [`crate::routes::reachable`]).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum mw_reach {
+    /// A `.wasm` file outside `public/`: served as a component.
+    Component,
+    /// In `public/`: a static file (or directory).
+    Public,
+    /// A directory outside `public/`: its index may be a route.
+    Directory,
+    /// Anything else (a worker's `.toml`, sources, hidden files): 404.
+    Hidden,
+}
+
+/// What the existing file at `path` (below a `WasmFileRoutes` directory;
+/// `is_dir` if a directory) may be served as.
+///
+/// # Safety
+/// `path` is valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_route_reach(path: mw_bytes, is_dir: bool) -> mw_reach {
+    // SAFETY: the caller's contract.
+    let path = unsafe { path.as_slice() };
+    match routes::reachable(path, is_dir) {
+        Reach::Component => mw_reach::Component,
+        Reach::Public => mw_reach::Public,
+        Reach::Directory => mw_reach::Directory,
+        Reach::Hidden => mw_reach::Hidden,
+    }
 }
