@@ -2,7 +2,9 @@
 //! site out: a URL that names no file is looked up as a route in the
 //! directory the directive's `<Directory>` section names.
 //!
-//! * `api/hello.wasm` serves `/api/hello`; `api/index.wasm` serves `/api`.
+//! * `api/hello.wasm` serves `/api/hello`; `shops/[shop]/index.wasm` serves
+//!   `/shops/x`. (An existing directory is Apache's to map: its
+//!   `index.wasm` is reached through `DirectoryIndex`.)
 //! * A file or directory named `[name]` matches any one segment, which the
 //!   guest receives as the route parameter `name`: `users/[id].wasm` serves
 //!   `/users/42` with `id` = `42`.
