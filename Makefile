@@ -3,6 +3,7 @@
 #   make run    install what is missing, build, serve the examples on
 #               http://127.0.0.1:8080 in the foreground
 #   make test   install what is missing, build, run every test
+#   make install / make deb   install the built module, or package it
 #
 # One cargo profile (release) for everything, so Wasmtime is built once.
 
@@ -25,7 +26,8 @@ C_HEADERS    := $(wildcard mod_wasm/*.h) host/include/mod_wasm_host.h
 # Rust's standard library needs these from the system when linked statically.
 RUST_LIBS    := -lgcc_s -lutil -lrt -lpthread -lm -ldl
 
-.PHONY: all build deps host cli guests site module run test unit e2e lint bench header clean FORCE
+.PHONY: all build deps host cli guests site module install deb run test unit e2e lint bench header \
+	clean FORCE
 
 all: build
 
@@ -85,6 +87,56 @@ $(MODULE): $(C_SOURCES) $(C_HEADERS) mod_wasm/exports.map $(HOST_LIB)
 	    $(C_SOURCES) $(HOST_LIB) $(RUST_LIBS)
 	mkdir -p $(dir $@)
 	cp mod_wasm/.libs/mod_wasm.so $@
+
+# Installing and packaging (README "Installing") take the module and the
+# hello example as the build left them, named by their absolute paths:
+# $(MODULE)'s own rule runs scripts/install-deps and cargo (through the
+# FORCEd $(HOST_LIB)) every time, which `make deb` has no need of, nor
+# `sudo make install` as a root that may have no Rust toolchain. Only what
+# is missing is built.
+BUILT_MODULE := $(CURDIR)/$(MODULE)
+BUILT_HELLO  := $(CURDIR)/$(WASM_DIR)/hello.wasm
+$(BUILT_MODULE):
+	$(MAKE) module
+$(BUILT_HELLO):
+	$(MAKE) guests
+
+# `make install [DESTDIR=...]`: the module into Apache's module directory,
+# through apxs (without -a: it edits no configuration), and, where Apache
+# is Debian's (mods-available exists), wasm.load and wasm.conf for
+# `a2enmod wasm`. A wasm.conf changed locally is kept; the new one goes
+# beside it as wasm.conf.new. (apxs's "dlname not found" is what it says of
+# any plain .so: harmless.)
+APACHE_MODDIR    = $(shell $(APXS) -q LIBEXECDIR)
+APACHE_SYSCONFDIR = $(shell $(APXS) -q SYSCONFDIR)
+install: $(BUILT_MODULE)
+	install -d $(DESTDIR)$(APACHE_MODDIR)
+	$(APXS) -S LIBEXECDIR=$(DESTDIR)$(APACHE_MODDIR) -i -n wasm $(MODULE)
+	@set -e; mods=$(DESTDIR)$(APACHE_SYSCONFDIR)/mods-available; \
+	if [ -d $(APACHE_SYSCONFDIR)/mods-available ]; then \
+	    install -d $$mods; \
+	    sed 's|/usr/lib/apache2/modules|$(APACHE_MODDIR)|' packaging/debian/wasm.load \
+	        > $$mods/wasm.load.tmp; \
+	    chmod 644 $$mods/wasm.load.tmp; mv $$mods/wasm.load.tmp $$mods/wasm.load; \
+	    if [ -e $$mods/wasm.conf ] && ! cmp -s packaging/debian/wasm.conf $$mods/wasm.conf; then \
+	        install -m 644 packaging/debian/wasm.conf $$mods/wasm.conf.new; \
+	        echo "kept your $$mods/wasm.conf; the new one is wasm.conf.new"; \
+	    else \
+	        install -m 644 packaging/debian/wasm.conf $$mods/wasm.conf; \
+	    fi; \
+	    echo "installed $$mods/wasm.load and wasm.conf: a2enmod wasm, then restart Apache"; \
+	fi
+
+# `make deb`: target/debian/libapache2-mod-wasm_<version>_<arch>.deb, the
+# version being host/Cargo.toml's (packaging/build-deb says how).
+DEB_VERSION := $(shell sed -n '/^\[package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' host/Cargo.toml)
+DEB_ARCH    := $(shell dpkg --print-architecture 2>/dev/null)
+DEB         := target/debian/libapache2-mod-wasm_$(DEB_VERSION)_$(DEB_ARCH).deb
+deb: $(DEB)
+$(DEB): $(BUILT_MODULE) $(BUILT_HELLO) packaging/build-deb $(wildcard packaging/debian/*) \
+        README.md host/Cargo.toml
+	rm -f target/debian/libapache2-mod-wasm_*.deb
+	APXS=$(APXS) packaging/build-deb $(DEB_VERSION) $(MODULE) $(WASM_DIR)/hello.wasm $@
 
 run: build
 	scripts/serve-examples

@@ -98,10 +98,76 @@ static uint32_t send_data(void *ctx, const uint8_t *data, size_t data_len, bool 
     return mw_pass_out(x);
 }
 
+/* The path and query as they were before any module's translate_name
+ * hook ran, to tell whether one (mod_rewrite with [PT]) changed them; and
+ * the target the guest is given when one did. */
+#define MW_TARGET_NOTE "mod_wasm-translated-from"
+#define MW_REWRITTEN_NOTE "mod_wasm-rewritten-target"
+
+static const char *path_and_query(request_rec *r)
+{
+    return r->args ? apr_pstrcat(r->pool, r->uri, "?", r->args, NULL) : r->uri;
+}
+
+/* A rewritten query may hold what no request target can (mod_rewrite puts
+ * decoded back-references in as they are, unless [B]): those bytes are
+ * percent-encoded, the rest left as written. */
+static const char *escape_query(apr_pool_t *pool, const char *query)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *out = apr_palloc(pool, strlen(query) * 3 + 1), *o = out;
+    const unsigned char *q;
+
+    for (q = (const unsigned char *)query; *q; q++) {
+        if (*q <= 0x20 || *q >= 0x7f || strchr("\"<>\\^`{|}#", *q)) {
+            *o++ = '%';
+            *o++ = hex[*q >> 4];
+            *o++ = hex[*q & 15];
+        }
+        else {
+            *o++ = (char)*q;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+int mw_note_target(request_rec *r)
+{
+    apr_table_setn(r->notes, MW_TARGET_NOTE, apr_pstrdup(r->pool, path_and_query(r)));
+    return DECLINED;
+}
+
+/* Right after translate_name: compared here, not when serving, so that
+ * what later changes r->uri (mod_dir's and mod_negotiation's fast
+ * redirects to the file they chose) is not taken for a rewrite. */
+int mw_note_rewrite(request_rec *r)
+{
+    const char *before = apr_table_get(r->notes, MW_TARGET_NOTE);
+    const char *path;
+
+    if (before && strcmp(before, path_and_query(r)) != 0) {
+        path = ap_os_escape_path(r->pool, r->uri, 1);
+        apr_table_setn(r->notes, MW_REWRITTEN_NOTE,
+                       r->args ? apr_pstrcat(r->pool, path, "?",
+                                             escape_query(r->pool, r->args), NULL)
+                               : path);
+    }
+    return DECLINED;
+}
+
 /* The request target as received; for an absolute-form target, its path
- * and query. */
+ * and query. When a module rewrote the path or query on the way in, the
+ * rewritten one: the guest answers for the URL Apache mapped to it, as a
+ * proxied backend would (the client's is in no header; a guest that needs
+ * it can be given it with RequestHeader). */
 static const char *request_target(request_rec *r)
 {
+    const char *rewritten = apr_table_get(r->notes, MW_REWRITTEN_NOTE);
+
+    if (rewritten) {
+        return rewritten;
+    }
     if (r->unparsed_uri && (r->unparsed_uri[0] == '/' || strcmp(r->unparsed_uri, "*") == 0)) {
         return r->unparsed_uri;
     }
@@ -132,18 +198,8 @@ static void guest_log(void *ctx, uint32_t level, const uint8_t *text, size_t len
     request_rec *r = x->r;
     int at = level > APLOG_TRACE8 ? APLOG_TRACE8 : (int)level;
 
-    ap_log_rerror(APLOG_MARK, at, 0, r, "MW00028: guest log for %s (%s): %.*s", r->uri,
-                  x->conf->where, (int)len, (const char *)text);
-}
-
-/* Apache's id for the request, the one %L prints; made now if no log line
- * has needed it yet. */
-static const char *request_id(request_rec *r)
-{
-    if (!r->log_id) {
-        ap_run_generate_log_id(r->connection, r, &r->log_id);
-    }
-    return r->log_id ? r->log_id : "";
+    ap_log_rerror(APLOG_MARK, at, 0, r, "MW00028: guest log for %s (%s, request %s): %.*s",
+                  r->uri, x->conf->where, mw_request_id(r), (int)len, (const char *)text);
 }
 
 /* A route's parameters reach the guest in this request header; a client's
@@ -173,6 +229,7 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf, const char *pa
     mw_request request;
     mw_sandbox sandbox = mw_sandbox_of(conf);
     mw_exchange exchange;
+    mw_report report = {0};
     char err[MW_ERROR_LEN] = "";
     mw_result rv;
     int i, status;
@@ -199,14 +256,16 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf, const char *pa
         .user = bytes_of(r->user),
         .tls = ap_ssl_conn_is_ssl(r->connection) != 0,
         .location = bytes_of(conf->section),
-        .request_id = bytes_of(request_id(r)),
+        .request_id = bytes_of(mw_request_id(r)),
         .log_level = (uint8_t)ap_get_request_module_loglevel(r, APLOG_MODULE_INDEX),
     };
     mw_exchange_init(x, r, conf);
     exchange = (mw_exchange){x, mw_read_body, send_head, send_data, mw_log_line, guest_log};
 
-    rv = mw_component_serve(conf->component, &request, &sandbox, &exchange, err, sizeof(err));
+    rv = mw_component_serve(conf->component, &request, &sandbox, &exchange, &report, err,
+                            sizeof(err));
     mw_release_instance(conf);
+    mw_note_report(r, &report);
     return mw_finish(x, rv, err);
 }
 
@@ -245,6 +304,11 @@ int mw_serve_file_component(request_rec *r, const mw_dir_config *conf)
     file_conf->component = component;
     file_conf->where = apr_psprintf(r->pool, "component file %s", r->filename);
     file_conf->section = r->uri;
+    /* Counted per file, under the directory that routes to it, if any
+     * (not per URL: a route's URLs are countless). */
+    file_conf->stats = mw_stats_for(bytes_of(conf->routes_root ? conf->routes_root
+                                                               : "(the request's file)"),
+                                    bytes_of(r->filename), MW_GUEST_KIND_COMPONENT);
     route = mw_route_of(r);
     return mw_serve_component(r, file_conf, route ? route->params : NULL);
 }

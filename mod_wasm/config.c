@@ -50,6 +50,7 @@ void *mw_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
     conf->module_in_htaccess = guest->module_in_htaccess;
     conf->where = guest->where;
     conf->section = guest->section;
+    conf->stats = guest->stats;
     if (add->max_instances) {
         conf->max_instances = add->max_instances;
         conf->in_use = add->in_use;
@@ -66,6 +67,7 @@ void *mw_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
     conf->map_cgi_filenames =
         add->map_cgi_filenames != MW_UNSET ? add->map_cgi_filenames : base->map_cgi_filenames;
     conf->htaccess_grant = add->htaccess_grant ? add->htaccess_grant : base->htaccess_grant;
+    conf->htaccess_change = add->htaccess_change ? add->htaccess_change : base->htaccess_change;
     /* Routes start where the section that turned them on or off is. */
     if (add->file_routes != MW_UNSET) {
         conf->file_routes = add->file_routes;
@@ -118,13 +120,17 @@ static const char *where_of(cmd_parms *cmd, const char *path)
  * mod_wasm allowed with AllowOverride Options), never for a component the
  * admin configured: remember the first one, so that a component location
  * can refuse them. */
+static void note_htaccess(cmd_parms *cmd, const char **first)
+{
+    if (in_htaccess(cmd) && !*first) {
+        *first = apr_psprintf(cmd->pool, "%s at %s:%d", cmd->cmd->name,
+                              cmd->directive->filename, cmd->directive->line_num);
+    }
+}
+
 static void note_htaccess_grant(cmd_parms *cmd, mw_dir_config *conf)
 {
-    if (in_htaccess(cmd) && !conf->htaccess_grant) {
-        conf->htaccess_grant = apr_psprintf(cmd->pool, "%s at %s:%d", cmd->cmd->name,
-                                            cmd->directive->filename,
-                                            cmd->directive->line_num);
-    }
+    note_htaccess(cmd, &conf->htaccess_grant);
 }
 
 /* The checks WasmComponent and WasmModule share: the path (relative to
@@ -210,6 +216,13 @@ static const char *set_cache_dir(cmd_parms *cmd, void *dir_conf, const char *arg
     return NULL;
 }
 
+/* The status page's counters for the guest at path in section. */
+static const mw_stats *stats_of(const char *section, const char *path, mw_guest_kind kind)
+{
+    return mw_stats_for((mw_bytes){(const uint8_t *)section, strlen(section)},
+                        (mw_bytes){(const uint8_t *)path, strlen(path)}, kind);
+}
+
 /* WasmComponent <path>: validated and compiled right here, so that a bad
  * file stops start-up (and `apachectl -t`) with this file and line. */
 static const char *set_component(cmd_parms *cmd, void *dir_conf, const char *arg)
@@ -222,6 +235,12 @@ static const char *set_component(cmd_parms *cmd, void *dir_conf, const char *arg
     if (why) {
         return why;
     }
+    if (conf->args->nelts || conf->entry_point || conf->cgi != MW_UNSET ||
+        conf->map_cgi_filenames != MW_UNSET) {
+        return apr_psprintf(cmd->pool, "%s: this section has WasmArg, WasmEntryPoint, "
+                            "WasmEnableCGI or WasmMapCGIFileNames, which apply to a "
+                            "WasmModule (legacy mode) only", cmd->cmd->name);
+    }
     decide_cache_dir(cmd);
     if (mw_host_add_component(current_host, (mw_bytes){(const uint8_t *)path, strlen(path)},
                               &conf->component, &outcome, err, sizeof(err)) != MW_RESULT_OK) {
@@ -230,6 +249,7 @@ static const char *set_component(cmd_parms *cmd, void *dir_conf, const char *arg
     log_compiled(cmd, path, outcome);
     conf->where = where_of(cmd, path);
     conf->section = cmd->path ? cmd->path : "/";
+    conf->stats = stats_of(conf->section, path, MW_GUEST_KIND_COMPONENT);
     return NULL;
 }
 
@@ -254,6 +274,10 @@ static const char *set_module(cmd_parms *cmd, void *dir_conf, const char *arg)
     if (why) {
         return why;
     }
+    if (conf->outgoing->nelts) {
+        return apr_psprintf(cmd->pool, "%s: this section has WasmAllowOutgoing, which "
+                            "applies to components only", cmd->cmd->name);
+    }
     bytes = (mw_bytes){(const uint8_t *)path, strlen(path)};
     if (in_htaccess(cmd)) {
         rv = mw_host_htaccess_module(current_host, bytes, &conf->module, err, sizeof(err));
@@ -276,6 +300,8 @@ static const char *set_module(cmd_parms *cmd, void *dir_conf, const char *arg)
     }
     conf->module_name = apr_filepath_name_get(path);
     conf->where = where_of(cmd, path);
+    conf->section = in_htaccess(cmd) ? cmd->path : (cmd->path ? cmd->path : "/");
+    conf->stats = stats_of(conf->section, path, MW_GUEST_KIND_MODULE);
     return NULL;
 }
 
@@ -414,6 +440,11 @@ static const char *add_outgoing(cmd_parms *cmd, void *dir_conf, const char *patt
     mw_dir_config *conf = dir_conf;
     const mw_outgoing_rule *rule = NULL;
     char err[MW_ERROR_LEN] = "";
+    if (conf->module) {
+        return apr_psprintf(cmd->pool, "%s applies to components only: a WASI preview1 "
+                            "module (WasmModule, as in this section) has no HTTP client",
+                            cmd->cmd->name);
+    }
     if (mw_outgoing_rule_new((mw_bytes){(const uint8_t *)pattern, strlen(pattern)}, &rule, err,
                              sizeof(err)) != MW_RESULT_OK) {
         return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
@@ -423,10 +454,29 @@ static const char *add_outgoing(cmd_parms *cmd, void *dir_conf, const char *patt
     return NULL;
 }
 
+/* The legacy-only directives (argv, entry point, CGI) shape how a module
+ * runs; next to a component in one section they would silently do
+ * nothing, so they are refused there. In an .htaccess file they change the
+ * admin's module like a grant does, so they need what grants need. */
+static const char *legacy_only(cmd_parms *cmd, mw_dir_config *conf)
+{
+    if (conf->component) {
+        return apr_psprintf(cmd->pool, "%s applies to a WasmModule (legacy mode) only, and "
+                            "this section serves a component (WasmComponent)",
+                            cmd->cmd->name);
+    }
+    note_htaccess(cmd, &conf->htaccess_change);
+    return NULL;
+}
+
 /* WasmArg <arg>: appended to argv, after the module's file name. */
 static const char *add_arg(cmd_parms *cmd, void *dir_conf, const char *arg)
 {
     mw_dir_config *conf = dir_conf;
+    const char *why = legacy_only(cmd, conf);
+    if (why) {
+        return why;
+    }
     *(const char **)apr_array_push(conf->args) = arg;
     return NULL;
 }
@@ -436,20 +486,29 @@ static const char *add_arg(cmd_parms *cmd, void *dir_conf, const char *arg)
  * 500 with its name in the log. */
 static const char *set_entry_point(cmd_parms *cmd, void *dir_conf, const char *name)
 {
-    ((mw_dir_config *)dir_conf)->entry_point = name;
-    return NULL;
+    const char *why = legacy_only(cmd, dir_conf);
+    if (!why) {
+        ((mw_dir_config *)dir_conf)->entry_point = name;
+    }
+    return why;
 }
 
 static const char *set_cgi(cmd_parms *cmd, void *dir_conf, int on)
 {
-    ((mw_dir_config *)dir_conf)->cgi = on;
-    return NULL;
+    const char *why = legacy_only(cmd, dir_conf);
+    if (!why) {
+        ((mw_dir_config *)dir_conf)->cgi = on;
+    }
+    return why;
 }
 
 static const char *set_map_cgi_filenames(cmd_parms *cmd, void *dir_conf, int on)
 {
-    ((mw_dir_config *)dir_conf)->map_cgi_filenames = on;
-    return NULL;
+    const char *why = legacy_only(cmd, dir_conf);
+    if (!why) {
+        ((mw_dir_config *)dir_conf)->map_cgi_filenames = on;
+    }
+    return why;
 }
 
 /* A component file below a WasmFileRoutes directory that cannot be served:
@@ -472,10 +531,12 @@ static const char *set_file_routes(cmd_parms *cmd, void *dir_conf, int on)
     const ap_directive_t *section = cmd->directive->parent;
     size_t ready;
 
+    /* <Directory ~ "regex"> is a <DirectoryMatch> by another name. */
     if (!section || strcasecmp(section->directive, "<Directory") != 0 || !cmd->path ||
-        in_htaccess(cmd)) {
+        in_htaccess(cmd) || section->args[strspn(section->args, "\"'")] == '~') {
         return apr_psprintf(cmd->pool, "%s belongs in a <Directory> section (not "
-                            "<DirectoryMatch>): its directory is where the routes start",
+                            "<DirectoryMatch> or <Directory ~>): its directory is where the "
+                            "routes start",
                             cmd->cmd->name);
     }
     conf->file_routes = on;

@@ -4,10 +4,12 @@
  * request, and WasmMaxInstances. */
 #include "mod_wasm.h"
 
+#include "http_core.h"
 #include "http_log.h"
 #include "http_protocol.h"
 #include "http_request.h"
 #include "apr_atomic.h"
+#include "apr_strings.h"
 
 APLOG_USE_MODULE(wasm);
 
@@ -93,8 +95,17 @@ uint32_t mw_read_body(void *ctx, uint8_t *buf, size_t buf_len, size_t *read_out)
     return MW_IO_OK;
 }
 
+const char *mw_request_id(request_rec *r)
+{
+    if (!r->log_id) {
+        ap_run_generate_log_id(r->connection, r, &r->log_id);
+    }
+    return r->log_id ? r->log_id : "";
+}
+
 /* The guest's output (stderr is an error, as mod_cgi logs a script's
- * stderr), or a refusal. */
+ * stderr), or a refusal. Lines name the request's id (%L in LogFormat), so
+ * that a guest's lines can be matched to its access log line. */
 void mw_log_line(void *ctx, uint32_t kind, const uint8_t *text, size_t len)
 {
     mw_exchange_ctx *x = ctx;
@@ -103,14 +114,15 @@ void mw_log_line(void *ctx, uint32_t kind, const uint8_t *text, size_t len)
 
     switch (kind) {
     case MW_LOG_KIND_GUEST_STDERR:
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MW00015: guest stderr for %s (%s): %.*s",
-                      r->uri, where, (int)len, (const char *)text);
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "MW00015: guest stderr for %s (%s, request %s): %.*s", r->uri, where,
+                      mw_request_id(r), (int)len, (const char *)text);
         break;
     case MW_LOG_KIND_GUEST_STDOUT:
         /* A component answers through wasi:http, not stdout. */
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      "MW00016: guest stdout for %s (%s): %.*s", r->uri, where, (int)len,
-                      (const char *)text);
+                      "MW00016: guest stdout for %s (%s, request %s): %.*s", r->uri, where,
+                      mw_request_id(r), (int)len, (const char *)text);
         break;
     case MW_LOG_KIND_OUTPUT_SUPPRESSED:
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
@@ -204,6 +216,26 @@ int mw_finish(mw_exchange_ctx *x, mw_result rv, const char *err)
     return OK;
 }
 
+void mw_note_report(request_rec *r, const mw_report *report)
+{
+    static const char *const errors[] = {"-", "trap", "timeout", "limit", "guest", "host"};
+    apr_table_t *notes = r->notes;
+
+    apr_table_setn(notes, "wasm-time-us", apr_psprintf(r->pool, "%" APR_UINT64_T_FMT,
+                                                       (apr_uint64_t)report->total_us));
+    apr_table_setn(notes, "wasm-instantiate-us",
+                   apr_psprintf(r->pool, "%" APR_UINT64_T_FMT,
+                                (apr_uint64_t)report->instantiate_us));
+    apr_table_setn(notes, "wasm-memory-peak", apr_psprintf(r->pool, "%" APR_UINT64_T_FMT,
+                                                           (apr_uint64_t)report->peak_memory));
+    /* A failure the C side found (bad CGI headers) has set it already. */
+    if (report->error != MW_ERROR_KIND_NONE || !apr_table_get(notes, "wasm-error")) {
+        apr_table_setn(notes, "wasm-error",
+                       report->error < sizeof(errors) / sizeof(*errors) ? errors[report->error]
+                                                                        : "host");
+    }
+}
+
 mw_sandbox mw_sandbox_of(const mw_dir_config *conf)
 {
     return (mw_sandbox){
@@ -215,6 +247,7 @@ mw_sandbox mw_sandbox_of(const mw_dir_config *conf)
         .dirs_len = (size_t)conf->dirs->nelts,
         .outgoing = (const mw_outgoing_rule *const *)conf->outgoing->elts,
         .outgoing_len = (size_t)conf->outgoing->nelts,
+        .stats = conf->stats,
     };
 }
 
@@ -231,6 +264,8 @@ int mw_take_instance(request_rec *r, const mw_dir_config *conf)
         in_use = apr_atomic_read32(conf->in_use);
         if (in_use >= (apr_uint32_t)conf->max_instances) {
             apr_table_setn(r->err_headers_out, "Retry-After", "1");
+            mw_stats_count(conf->stats, MW_ERROR_KIND_LIMIT, false);
+            apr_table_setn(r->notes, "wasm-error", "limit");
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                           "MW00021: WasmMaxInstances %d reached for %s (%s); answering 503",
                           conf->max_instances, r->uri, conf->where);

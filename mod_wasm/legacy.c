@@ -78,6 +78,8 @@ static uint32_t read_head(legacy_ctx *lc)
         /* The parser left its reason for the error page too: the client
          * gets the status, the log gets the details. */
         apr_table_unset(r->notes, "error-notes");
+        mw_stats_count(lc->x.conf->stats, MW_ERROR_KIND_GUEST, true);
+        apr_table_setn(r->notes, "wasm-error", "guest");
         lc->answer = HTTP_BAD_GATEWAY;
         apr_brigade_cleanup(bb);
         return MW_IO_FAILED;
@@ -121,6 +123,8 @@ static apr_ssize_t take_head(legacy_ctx *lc, const uint8_t *data, size_t len)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "MW00025: %s (%s) wrote %d bytes without ending its CGI headers; "
                       "answering 502", r->uri, lc->x.conf->where, MW_CGI_HEAD_MAX);
+        mw_stats_count(lc->x.conf->stats, MW_ERROR_KIND_GUEST, true);
+        apr_table_setn(r->notes, "wasm-error", "guest");
         lc->answer = HTTP_BAD_GATEWAY;
         return -1;
     }
@@ -320,6 +324,7 @@ int mw_serve_module(request_rec *r, const mw_dir_config *conf)
     mw_invocation invocation;
     mw_sandbox sandbox = mw_sandbox_of(conf);
     mw_exchange exchange;
+    mw_report report = {0};
     char err[MW_ERROR_LEN] = "";
     int32_t exit_status = 0;
     mw_result rv;
@@ -345,8 +350,9 @@ int mw_serve_module(request_rec *r, const mw_dir_config *conf)
     };
     exchange = (mw_exchange){lc, mw_read_body, NULL, send_stdout, mw_log_line, NULL};
 
-    rv = mw_module_serve(conf->module, &invocation, &sandbox, &exchange, &exit_status, err,
-                         sizeof(err));
+    rv = mw_module_serve(conf->module, &invocation, &sandbox, &exchange, &exit_status, &report,
+                         err, sizeof(err));
     mw_release_instance(conf);
+    mw_note_report(r, &report);
     return finish(lc, rv, exit_status, err);
 }

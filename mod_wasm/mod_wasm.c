@@ -33,6 +33,8 @@ static int wasm_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     mw_set_current_host(host);
+    /* The first call maps the status page's counters, before any fork. */
+    mw_stats_next_generation();
     apr_pool_cleanup_register(pconf, host, free_host, apr_pool_cleanup_null);
     mw_reset_route_roots(pconf);
     return OK;
@@ -79,13 +81,15 @@ static int wasm_handler(request_rec *r)
         /* A content author's module, or the grants a content author gave a
          * module, make it their script: it needs what a CGI script needs
          * (AllowOverride Options=Indexes must not be enough). */
-        if ((conf->module_in_htaccess || conf->htaccess_grant) &&
+        if ((conf->module_in_htaccess || conf->htaccess_grant || conf->htaccess_change) &&
             !(ap_allow_options(r) & OPT_EXECCGI)) {
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                           "MW00027: %s (%s) is refused: a module named or given grants in "
                           "an .htaccess file (%s) runs only where Options ExecCGI is on",
                           r->uri, conf->where,
-                          conf->htaccess_grant ? conf->htaccess_grant : "WasmModule");
+                          conf->module_in_htaccess ? "WasmModule"
+                          : conf->htaccess_grant   ? conf->htaccess_grant
+                                                   : conf->htaccess_change);
             return HTTP_FORBIDDEN;
         }
         return mw_serve_module(r, conf);
@@ -123,9 +127,12 @@ static void wasm_register_hooks(apr_pool_t *p)
     ap_hook_pre_config(wasm_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(wasm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     /* Before core's, which only walks what ours did not map. */
+    ap_hook_translate_name(mw_note_target, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_map_to_storage(mw_note_rewrite, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_map_to_storage(mw_map_route, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_fixups(mw_route_handler_fixup, NULL, NULL, APR_HOOK_LAST);
     ap_hook_handler(wasm_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(mw_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_register_output_filter(MW_RESPONSE_FILTER, mw_response_filter, NULL, AP_FTYPE_RESOURCE);
 }
 

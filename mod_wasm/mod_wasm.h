@@ -38,8 +38,10 @@ typedef struct {
     const char *where;             /* "WasmComponent <path> in <section> at
                                     * <file>:<line>", for log lines         */
     const char *section;           /* the path of the section that set the
-                                    * component ("/app"; "/" for the whole
+                                    * guest ("/app"; "/" for the whole
                                     * server), for mod-wasm:host            */
+    const mw_stats *stats;         /* the guest's counters for the status
+                                    * page (wasm-status)                    */
     /* Legacy mode (WasmModule) only. */
     apr_array_header_t *args;      /* WasmArg: const char *                */
     const char *entry_point;       /* WasmEntryPoint, or NULL for _start   */
@@ -48,6 +50,10 @@ typedef struct {
     const char *htaccess_grant;    /* the first WasmEnv, WasmDir or
                                     * WasmMapDir read from an .htaccess
                                     * file, or NULL: modules only           */
+    const char *htaccess_change;   /* likewise WasmArg, WasmEntryPoint,
+                                    * WasmEnableCGI, WasmMapCGIFileNames:
+                                    * they change how a module runs, and
+                                    * mean nothing to a component           */
     /* Components served as the request's file (routes.c). */
     int file_routes;               /* WasmFileRoutes: MW_UNSET, 0 or 1      */
     const char *routes_root;       /* the <Directory> that set it           */
@@ -99,6 +105,12 @@ void mw_log_line(void *ctx, uint32_t kind, const uint8_t *text, size_t len);
 void mw_forget_head(mw_exchange_ctx *x);
 /* Ends the request after the host returned rv (err: why it failed). */
 int mw_finish(mw_exchange_ctx *x, mw_result rv, const char *err);
+/* Apache's id for the request, the one %L prints; made now if no log line
+ * has needed it yet. */
+const char *mw_request_id(request_rec *r);
+/* Puts what the host measured of the request into r->notes, for
+ * LogFormat's %{...}n (README "Logging"). */
+void mw_note_report(request_rec *r, const mw_report *report);
 /* The location's limits and grants, as views into its configuration. */
 mw_sandbox mw_sandbox_of(const mw_dir_config *conf);
 /* WasmMaxInstances: takes an instance slot, or answers 503 when none is
@@ -106,6 +118,12 @@ mw_sandbox mw_sandbox_of(const mw_dir_config *conf);
 int mw_take_instance(request_rec *r, const mw_dir_config *conf);
 void mw_release_instance(const mw_dir_config *conf);
 
+/* A translate_name hook that runs before all others and notes the target,
+ * so that a rewritten one is seen (component.c). */
+int mw_note_target(request_rec *r);
+/* A map_to_storage hook that runs before all others and notes whether the
+ * target was rewritten (component.c). */
+int mw_note_rewrite(request_rec *r);
 /* Serves r with the component of conf (component.c); params: a route's
  * parameters for the guest, or NULL. */
 int mw_serve_component(request_rec *r, const mw_dir_config *conf, const char *params);
@@ -126,6 +144,10 @@ typedef struct {
     const char *params; /* its [name] segments, form-urlencoded, or NULL   */
 } mw_route;
 const mw_route *mw_route_of(request_rec *r);
+
+/* The status page, SetHandler wasm-status (status.c). */
+#define MW_STATUS_HANDLER_NAME "wasm-status"
+int mw_status_handler(request_rec *r);
 
 /* The output filter each response runs through (exchange.c). */
 #define MW_RESPONSE_FILTER "WASM_RESPONSE"

@@ -123,6 +123,67 @@ typedef enum mw_outcome mw_outcome;
 typedef uint32_t mw_outcome;
 #endif // __STDC_VERSION__ >= 202311L
 
+// What a location serves, for [`mw_stats_for`].
+enum mw_guest_kind
+#if __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // __STDC_VERSION__ >= 202311L
+ {
+  // A wasi:http component.
+  MW_GUEST_KIND_COMPONENT = 1,
+  // A WASI preview1 module.
+  MW_GUEST_KIND_MODULE = 2,
+};
+#if __STDC_VERSION__ >= 202311L
+typedef enum mw_guest_kind mw_guest_kind;
+#else
+typedef uint32_t mw_guest_kind;
+#endif // __STDC_VERSION__ >= 202311L
+
+// How a request ended, as the status page counts it.
+enum mw_error_kind
+#if __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // __STDC_VERSION__ >= 202311L
+ {
+  // No error.
+  MW_ERROR_KIND_NONE = 0,
+  // The guest trapped.
+  MW_ERROR_KIND_TRAP = 1,
+  // `WasmTimeout`.
+  MW_ERROR_KIND_TIMEOUT = 2,
+  // `WasmMemoryLimit` or `WasmMaxInstances`.
+  MW_ERROR_KIND_LIMIT = 3,
+  // The guest failed without trapping.
+  MW_ERROR_KIND_GUEST = 4,
+  // The host failed.
+  MW_ERROR_KIND_HOST = 5,
+};
+#if __STDC_VERSION__ >= 202311L
+typedef enum mw_error_kind mw_error_kind;
+#else
+typedef uint32_t mw_error_kind;
+#endif // __STDC_VERSION__ >= 202311L
+
+// The form of the status page for [`mw_stats_render`].
+enum mw_status_format
+#if __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // __STDC_VERSION__ >= 202311L
+ {
+  // HTML.
+  MW_STATUS_FORMAT_HTML = 0,
+  // mod_status's `?auto` lines.
+  MW_STATUS_FORMAT_AUTO = 1,
+  // Prometheus text format.
+  MW_STATUS_FORMAT_PROMETHEUS = 2,
+};
+#if __STDC_VERSION__ >= 202311L
+typedef enum mw_status_format mw_status_format;
+#else
+typedef uint32_t mw_status_format;
+#endif // __STDC_VERSION__ >= 202311L
+
 // What a callback reports.
 enum mw_io
 #if __STDC_VERSION__ >= 202311L
@@ -173,6 +234,10 @@ typedef struct mw_module mw_module;
 
 // A parsed `WasmAllowOutgoing` rule (opaque).
 typedef struct mw_outgoing_rule mw_outgoing_rule;
+
+// The counters of one location and guest file, shared by every process
+// (opaque). Never freed: valid for the life of the server.
+typedef struct mw_stats mw_stats;
 
 // A borrowed view of bytes owned by the caller.
 typedef struct mw_bytes {
@@ -249,6 +314,9 @@ typedef struct mw_sandbox {
   const struct mw_outgoing_rule *const *outgoing;
   // The number of rules.
   size_t outgoing_len;
+  // Where the request is counted for the status page, from
+  // [`super::mw_stats_for`]; NULL: not counted.
+  const struct mw_stats *stats;
 } mw_sandbox;
 
 // The callbacks of one request, all called on the serving thread with `ctx`.
@@ -279,6 +347,18 @@ typedef struct mw_exchange {
   void (*guest_log)(void *ctx, uint32_t level, const uint8_t *text, size_t text_len);
 } mw_exchange;
 
+// What one request measured, for the request's notes (`LogFormat`).
+typedef struct mw_report {
+  // How it ended, an [`mw_error_kind`].
+  uint32_t error;
+  // From the start of serving to the last byte, in microseconds.
+  uint64_t total_us;
+  // Creating the instance, in microseconds.
+  uint64_t instantiate_us;
+  // The most linear memory the guest held at once, in bytes.
+  uint64_t peak_memory;
+} mw_report;
+
 // How a module is started for one request; views valid for the call.
 typedef struct mw_invocation {
   // argv, argv[0] first (`WasmArg` after the module's file name).
@@ -293,6 +373,8 @@ typedef struct mw_invocation {
   // `WasmEntryPoint`; empty for `_start`.
   struct mw_bytes entry_point;
 } mw_invocation;
+
+
 
 // The component in the file at `path` (absolute), which a request named:
 // compiled by this child on first use and again when the file changed, or
@@ -425,12 +507,15 @@ mw_result mw_host_child_init(struct mw_host *host,
 //
 // # Safety
 // `component` came from [`mw_host_add_component`] (and its host is alive)
-// or from `mw_host_file_component` (and is not released yet); `request`, `sandbox` and their views are valid for the call; `err` has
+// or from `mw_host_file_component` (and is not released yet); `request`,
+// `sandbox` and their views are valid for the call; `report` is NULL or
+// writable (what the request measured, written at the end); `err` has
 // `err_len` writable bytes.
 mw_result mw_component_serve(const struct mw_component *component,
                              const struct mw_request *request,
                              const struct mw_sandbox *sandbox,
                              const struct mw_exchange *exchange,
+                             struct mw_report *report,
                              char *err,
                              size_t err_len);
 
@@ -481,12 +566,13 @@ void mw_module_release(const struct mw_module *module);
 // `module` came from this host's `mw_host_add_module` (and the host is
 // alive) or from `mw_host_htaccess_module` (and is not released yet); `invocation`, `sandbox`
 // and their views are valid for the call; `err` has `err_len` writable
-// bytes; `exit_status_out` is writable.
+// bytes; `exit_status_out` is writable; `report` is NULL or writable.
 mw_result mw_module_serve(const struct mw_module *module,
                           const struct mw_invocation *invocation,
                           const struct mw_sandbox *sandbox,
                           const struct mw_exchange *exchange,
                           int32_t *exit_status_out,
+                          struct mw_report *report,
                           char *err,
                           size_t err_len);
 
@@ -508,5 +594,37 @@ mw_result mw_outgoing_rule_new(struct mw_bytes text,
 // `rule` is NULL or came from [`mw_outgoing_rule_new`], and is not used
 // afterwards (requests being served hold their own references).
 void mw_outgoing_rule_free(const struct mw_outgoing_rule *rule);
+
+// Starts a configuration generation: the status page shows the locations
+// named from now on. Call in the parent before each reading of the
+// configuration; the first call makes the shared memory, which every
+// child inherits.
+void mw_stats_next_generation(void);
+
+// The counters of the guest `file` at `location` (the section that chose
+// it), made on first use. NULL only if the host failed.
+//
+// # Safety
+// The views are valid for the call.
+const struct mw_stats *mw_stats_for(struct mw_bytes location,
+                                    struct mw_bytes file,
+                                    mw_guest_kind kind);
+
+// Counts a request the C side answered without running the guest
+// (`WasmMaxInstances`), or, with `counted` set, an error it found in a
+// request the host already counted (a module's bad CGI headers). NULL
+// `stats` is fine.
+//
+// # Safety
+// `stats` is NULL or came from [`mw_stats_for`].
+void mw_stats_count(const struct mw_stats *stats, mw_error_kind error, bool counted);
+
+// Renders the status page and hands it to `write` in one piece.
+//
+// # Safety
+// `write` is safe to call with `ctx` and a view valid for that call.
+mw_result mw_stats_render(mw_status_format format, void *ctx, void (*write)(void *ctx,
+                                                                            const uint8_t *text,
+                                                                            size_t len));
 
 #endif  /* MOD_WASM_HOST_H */

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module, ResourcesRequired};
 
@@ -40,6 +41,8 @@ pub struct Artifact {
     pub footprint: Footprint,
     /// The source file as it was when compiled.
     pub(crate) identity: FileIdentity,
+    /// How long compiling it (or loading it from the disk cache) took.
+    pub prepared: Duration,
 }
 
 /// Where an artifact's compiled code is.
@@ -182,6 +185,7 @@ fn artifact(
         return Ok((artifact.clone(), Outcome::Cached));
     }
 
+    let started = Instant::now();
     let bytes = std::fs::read(&key.0).map_err(|e| format!("cannot read {shown}: {e}"))?;
     check_layer(&bytes, kind).map_err(|why| format!("{shown} {why}"))?;
     let (code, footprint, outcome) =
@@ -192,6 +196,7 @@ fn artifact(
         code,
         footprint,
         identity,
+        prepared: started.elapsed(),
     });
     cache.insert(key, (identity, artifact.clone()));
     Ok((artifact, outcome))

@@ -24,6 +24,7 @@ use crate::{engine, routes, ticker};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 use wasmtime::component::Component;
 use wasmtime::{Engine, InstancePre};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -75,6 +76,8 @@ pub struct Hosted<P> {
     artifact: Arc<Artifact>,
     /// Set in each child by [`Host::child_init`].
     pre: OnceLock<P>,
+    /// How long this child took to load it.
+    loaded: OnceLock<Duration>,
 }
 
 /// A component named by one or more `WasmComponent` directives.
@@ -88,7 +91,15 @@ impl<P> Hosted<P> {
         Hosted {
             artifact,
             pre: OnceLock::new(),
+            loaded: OnceLock::new(),
         }
+    }
+
+    /// How long compiling took in the parent (or loading from the disk
+    /// cache), and loading in this child (`None`: compiled here, or not
+    /// loaded).
+    pub fn times(&self) -> (Duration, Option<Duration>) {
+        (self.artifact.prepared, self.loaded.get().copied())
     }
 
     /// The pre-instantiated component or module, once this child has loaded
@@ -148,9 +159,11 @@ impl Host {
     /// compiled were stored elsewhere.
     pub fn set_cache_dir(&mut self, dir: Option<&Path>) -> Result<(), String> {
         if !self.components.entries.is_empty() || !self.modules.entries.is_empty() {
-            return Err("must come before the first WasmComponent or WasmModule, \
+            return Err(
+                "must come before the first WasmComponent, WasmModule or WasmFileRoutes, \
                         which are compiled where they appear"
-                .into());
+                    .into(),
+            );
         }
         self.disk_cache = Some(dir.map(DiskCache::open).transpose()?);
         Ok(())
@@ -220,6 +233,7 @@ impl Host {
         }
         let shown = path.display();
         self.htaccess_modules.get(path, |canonical, identity| {
+            let started = Instant::now();
             let bytes =
                 std::fs::read(canonical).map_err(|e| format!("cannot read {shown}: {e}"))?;
             let compiled = compile::compile(engine, &bytes, Kind::Module)
@@ -229,6 +243,7 @@ impl Host {
                 code: Code::Bytes(compiled.serialized),
                 footprint: compiled.footprint,
                 identity,
+                prepared: started.elapsed(),
             }));
             let pre =
                 load_module(engine, &hosted.artifact).map_err(|why| format!("{shown}: {why}"))?;
@@ -260,6 +275,7 @@ impl Host {
         }
         let shown = path.display();
         self.file_components.get(path, |canonical, identity| {
+            let started = Instant::now();
             let bytes = compile::read_checked(canonical, Kind::Component)
                 .map_err(|why| format!("{shown} {why}"))?;
             let component = Component::new(engine, &bytes)
@@ -290,6 +306,7 @@ impl Host {
                 code: Code::Bytes(Vec::new()),
                 footprint,
                 identity,
+                prepared: started.elapsed(),
             }));
             _ = hosted.pre.set(pre);
             Ok(hosted)
@@ -312,16 +329,24 @@ impl Host {
             ComponentLinker::new(&engine).map_err(|e| format!("cannot build the linker: {e:#}"))?;
         let mut errors = Vec::new();
         for hosted in &self.components.entries {
+            let started = Instant::now();
             let loaded = load_component(&engine, &hosted.artifact)
                 .and_then(|component| linker.pre_instantiate(&component));
             match loaded {
-                Ok(pre) => _ = hosted.pre.set(pre),
+                Ok(pre) => {
+                    _ = hosted.pre.set(pre);
+                    _ = hosted.loaded.set(started.elapsed());
+                }
                 Err(why) => errors.push(format!("{}: {why}", hosted.artifact.path.display())),
             }
         }
         for hosted in &self.modules.entries {
+            let started = Instant::now();
             match load_module(&engine, &hosted.artifact) {
-                Ok(pre) => _ = hosted.pre.set(pre),
+                Ok(pre) => {
+                    _ = hosted.pre.set(pre);
+                    _ = hosted.loaded.set(started.elapsed());
+                }
                 Err(why) => errors.push(format!("{}: {why}", hosted.artifact.path.display())),
             }
         }

@@ -18,6 +18,8 @@
 //! * [`sandbox::Sandbox`] is what one request's guest may use: its time and
 //!   memory limits and the capabilities its location grants, including the
 //!   [`outgoing`] HTTP rules. [`ticker`] enforces the time limit.
+//! * [`stats`] counts requests per location for the status page, in memory
+//!   shared by all child processes.
 //!
 //! Rust never calls Apache directly and never writes to stdout or stderr:
 //! bytes and errors travel back through the callbacks and buffers that the
@@ -37,5 +39,6 @@ pub mod outgoing;
 pub mod routes;
 mod runtime;
 pub mod sandbox;
+pub mod stats;
 pub mod stdio;
 pub mod ticker;

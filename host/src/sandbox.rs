@@ -3,6 +3,7 @@
 //! HTTP). Everything not granted here is denied.
 
 use crate::outgoing::OutgoingRule;
+use crate::stats::Meter;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +49,9 @@ pub struct Sandbox {
     /// Where outgoing HTTP requests may go (`WasmAllowOutgoing`); empty
     /// denies all.
     pub outgoing: Vec<Arc<OutgoingRule>>,
+    /// Where the request's measurements go (the status page, the notes
+    /// for `LogFormat`).
+    pub meter: Arc<Meter>,
 }
 
 impl Default for Sandbox {
@@ -58,6 +62,7 @@ impl Default for Sandbox {
             env: Vec::new(),
             dirs: Vec::new(),
             outgoing: Vec::new(),
+            meter: Arc::default(),
         }
     }
 }
@@ -122,29 +127,57 @@ pub struct DirGrant {
     pub read_only: bool,
 }
 
-/// Enforces `WasmMemoryLimit` and the table limit on one store, and
-/// remembers whether the guest ran into the memory limit, so that the log
-/// line can say why its allocation failed.
+/// Enforces `WasmMemoryLimit` and the table limit on one store, remembers
+/// whether the guest ran into the memory limit, so that the log line can
+/// say why its allocation failed, and tells the request's [`Meter`] how
+/// much linear memory the guest holds.
 pub struct MemoryLimiter {
     memory_limit: usize,
     exceeded: Arc<AtomicBool>,
+    meter: Arc<Meter>,
+    /// Bytes of linear memory this store's memories hold (Wasmtime asks
+    /// the limiter for each memory's initial size too).
+    held: u64,
+    /// The growth last allowed, until it is known to have happened:
+    /// Wasmtime may still fail it after asking (a memory's own maximum, the
+    /// pool's slot size), and then says so in `memory_grow_failed`.
+    pending: u64,
 }
 
 impl MemoryLimiter {
     /// A limiter for `memory_limit` bytes per memory; `exceeded` is set when
     /// a growth is refused.
-    pub fn new(memory_limit: usize, exceeded: Arc<AtomicBool>) -> Self {
+    pub fn new(memory_limit: usize, exceeded: Arc<AtomicBool>, meter: Arc<Meter>) -> Self {
         MemoryLimiter {
             memory_limit,
             exceeded,
+            meter,
+            held: 0,
+            pending: 0,
         }
+    }
+
+    /// The last growth happened: count it toward the peak.
+    fn settle(&mut self) {
+        if self.pending > 0 {
+            self.pending = 0;
+            self.meter.peak(self.held);
+        }
+    }
+}
+
+impl Drop for MemoryLimiter {
+    /// The store, and with it every memory, is going away.
+    fn drop(&mut self) {
+        self.settle();
+        self.meter.memory(-(self.held as i64));
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -152,7 +185,19 @@ impl ResourceLimiter for MemoryLimiter {
             self.exceeded.store(true, Ordering::Relaxed);
             return Ok(false);
         }
+        self.settle();
+        let grown = desired.saturating_sub(current) as u64;
+        self.held += grown;
+        self.pending = grown;
+        self.meter.memory(grown as i64);
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.held -= self.pending;
+        self.meter.memory(-(self.pending as i64));
+        self.pending = 0;
+        Ok(())
     }
 
     fn table_growing(
@@ -188,10 +233,28 @@ mod tests {
     #[test]
     fn the_memory_limit_refuses_growth_beyond_it() {
         let exceeded = Arc::new(AtomicBool::new(false));
-        let mut limiter = MemoryLimiter::new(1 << 20, exceeded.clone());
+        let mut limiter = MemoryLimiter::new(1 << 20, exceeded.clone(), Arc::default());
         assert!(limiter.memory_growing(0, 1 << 20, None).unwrap());
         assert!(!exceeded.load(Ordering::Relaxed));
         assert!(!limiter.memory_growing(1 << 20, 2 << 20, None).unwrap());
         assert!(exceeded.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn memory_is_counted_while_held_and_a_failed_growth_is_not() {
+        use crate::stats::{GuestKind, Meter, region};
+        let slot = region().slot("/limiter-test", "/l.wasm", GuestKind::Component);
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let mut limiter = MemoryLimiter::new(1 << 20, exceeded, Meter::new(Some(slot)));
+        assert!(limiter.memory_growing(0, 65536, None).unwrap());
+        assert!(limiter.memory_growing(65536, 131072, None).unwrap());
+        // Wasmtime could not grow it after all (e.g. the memory's maximum).
+        limiter
+            .memory_grow_failed(wasmtime::format_err!("no"))
+            .unwrap();
+        assert_eq!(slot.memory.load(Ordering::Relaxed), 65536);
+        drop(limiter);
+        assert_eq!(slot.memory.load(Ordering::Relaxed), 0);
+        assert_eq!(slot.peak_memory.load(Ordering::Relaxed), 65536);
     }
 }

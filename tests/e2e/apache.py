@@ -308,3 +308,13 @@ def rss_kib(pid):
             return int(line.split()[1])
     return 0
 
+
+
+def self_signed_cert(directory):
+    """A throwaway certificate for 127.0.0.1: cert.pem and key.pem in
+    directory (readable by the children, which run as another user)."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(Path(directory) / "key.pem"),
+         "-out", str(Path(directory) / "cert.pem")],
+        check=True, capture_output=True)

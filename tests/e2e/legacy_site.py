@@ -36,6 +36,14 @@ DocumentRoot {dir}/htdocs
     AllowOverride Options=Indexes
     Options -ExecCGI
 </Directory>
+# Nor change how it runs (its argv here).
+<Directory {dir}/htdocs/admin-module-arg>
+    SetHandler wasm-handler
+    WasmModule {legacy}
+    WasmArg env
+    AllowOverride Options=Indexes
+    Options -ExecCGI
+</Directory>
 # An admin's component: an .htaccess may not widen its grants.
 <Directory {dir}/htdocs/component>
     SetHandler wasm-handler
@@ -206,6 +214,7 @@ def prepare(server):
         "no-execcgi": f"SetHandler wasm-handler\nWasmModule {LEGACY}\nWasmArg hello\n",
         "component": "WasmEnv FROM htaccess\n",
         "admin-module": "WasmDir /\n",
+        "admin-module-arg": "WasmArg hello\n",
     }
     for name, text in htaccess.items():
         (root / "htdocs" / name).mkdir()

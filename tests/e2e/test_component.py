@@ -8,23 +8,11 @@ import time
 import pytest
 
 from apache import PeakRssGrowth
+from echo import parse_echo
 from http1 import Connection, request
 from streaming import assert_1_gib_streams_with_bounded_memory
 
 MIB = 1 << 20
-
-
-def parse_echo(body):
-    """The test guest's /echo answer: (facts, [(name, value bytes)])."""
-    facts, headers = {}, []
-    for line in body.decode().splitlines():
-        key, _, rest = line.partition(" ")
-        if key == "header":
-            name, _, value = rest.partition(" ")
-            headers.append((name, bytes.fromhex(value)))
-        else:
-            facts[key] = rest
-    return facts, headers
 
 
 def test_hello_example_answers(apache):

@@ -33,6 +33,12 @@ BAD_FILES = {
                   "does not export wasi:http/incoming-handler"),
     "garbage-component": (lambda d: write(d, "broken.wasm", b"\0asm\x0d\0\x01\0\xff\xff"),
                           "does not compile"),
+    # What start-up cannot read: a directory, a link to nothing. (Permission
+    # bits do not stop root, which reads the configuration.)
+    "directory": (lambda d: (d / "dir.wasm").mkdir() or d / "dir.wasm",
+                  "is not a regular file"),
+    "dangling-link": (lambda d: (d / "gone.wasm").symlink_to(d / "nothing") or d / "gone.wasm",
+                      "cannot open"),
 }
 
 
@@ -171,3 +177,36 @@ def test_bad_limit_or_grant_stops_start_up_naming_file_and_line(case):
         "</Location>", f"    {directive}\n</Location>")
     expected = [f"{directive.split()[0]}: ", reason]
     assert_refused_at_its_line(body, directive, expected, f"bad-{case}")
+
+
+# Directives that cannot work together in one section: each would silently
+# do nothing, so start-up refuses the second.
+CONFLICTS = {
+    "component-then-module": (["WasmComponent {hello}", "WasmModule {legacy}"],
+                              "this section already has a guest"),
+    "module-then-component": (["WasmModule {legacy}", "WasmComponent {hello}"],
+                              "this section already has a guest"),
+    "arg-with-component": (["WasmComponent {hello}", "WasmArg x"],
+                           "applies to a WasmModule (legacy mode) only"),
+    "entry-point-with-component": (["WasmComponent {hello}", "WasmEntryPoint run"],
+                                   "applies to a WasmModule (legacy mode) only"),
+    "cgi-before-component": (["WasmEnableCGI On", "WasmComponent {hello}"],
+                             "which apply to a WasmModule (legacy mode) only"),
+    "outgoing-with-module": (["WasmModule {legacy}", "WasmAllowOutgoing example.com"],
+                             "applies to components only"),
+    "outgoing-before-module": (["WasmAllowOutgoing example.com", "WasmModule {legacy}"],
+                               "which applies to components only"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFLICTS))
+def test_conflicting_directives_in_one_section_stop_start_up(case):
+    (first, second), reason = CONFLICTS[case]
+    body = f"<Location /x>\n    SetHandler wasm-handler\n    {first}\n    {second}\n</Location>\n"
+    expected = [f"{second.split()[0]}", reason]
+    assert_refused_at_its_line(body, second, expected, f"conflict-{case}")
+
+
+def test_file_routes_refuse_a_regex_directory():
+    body = '<Directory ~ "^/srv/site">\n    WasmFileRoutes On\n</Directory>\n'
+    assert_refused_at_its_line(body, "WasmFileRoutes On", ["<Directory ~>"], "routes-regex")

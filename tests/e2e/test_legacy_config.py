@@ -119,6 +119,7 @@ def test_htaccess_cannot_set_limits_or_use_modules_without_options(apache, targe
 @pytest.mark.parametrize("target, cause", [
     ("/no-execcgi/", "(WasmModule)"),
     ("/admin-module/", "(WasmDir at "),
+    ("/admin-module-arg/", "(WasmArg at "),
 ])
 def test_an_htaccess_module_or_grant_needs_execcgi(apache, target, cause):
     r = request(apache.port, "GET", target)

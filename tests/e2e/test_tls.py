@@ -1,8 +1,6 @@
 """Over TLS (mod_ssl), the guest sees the https scheme."""
 
-import subprocess
-
-from apache import Apache
+from apache import Apache, self_signed_cert
 from http1 import request
 
 SITE = """
@@ -21,11 +19,7 @@ SSLCertificateKeyFile {dir}/key.pem
 def test_scheme_is_https_over_tls():
     server = Apache(SITE, name="tls")
     try:
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-             "-subj", "/CN=127.0.0.1", "-keyout", str(server.dir / "key.pem"),
-             "-out", str(server.dir / "cert.pem")],
-            check=True, capture_output=True)
+        self_signed_cert(server.dir)
         server.start()
         r = request(server.port, "GET", "/t/echo?x=1", tls=True)
         assert r.status == 200

@@ -5,6 +5,7 @@ use super::{BodySource, RequestBody, RequestFacts, RequestState};
 use crate::log::RequestLog;
 use crate::runtime;
 use crate::sandbox::Sandbox;
+use crate::stats::ErrorKind;
 use crate::ticker;
 use bytes::Bytes;
 use http::HeaderMap;
@@ -42,8 +43,12 @@ pub trait ResponseSink {
 /// already been sent is the sink's knowledge, not ours.
 #[derive(Debug)]
 pub enum ServeError {
-    /// The guest trapped, returned an error, or produced an invalid response.
+    /// The guest returned an error or produced an invalid response.
     Guest(String),
+    /// The guest trapped.
+    Trap(String),
+    /// The guest ran into `WasmMemoryLimit`.
+    Limit(String),
     /// The guest returned without ever setting its `response-outparam`.
     NoResponse,
     /// The request ran past its `WasmTimeout`; the guest was stopped.
@@ -52,6 +57,22 @@ pub enum ServeError {
     Sink,
     /// The host failed (a panic in a task, no runtime).
     Internal(String),
+}
+
+impl ServeError {
+    /// How the status page counts it; `None` for a refused response (the
+    /// client went away, or an output filter failed), which is no fault of
+    /// the guest.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            ServeError::Guest(_) | ServeError::NoResponse => Some(ErrorKind::Guest),
+            ServeError::Trap(_) => Some(ErrorKind::Trap),
+            ServeError::Limit(_) => Some(ErrorKind::Limit),
+            ServeError::Timeout(_) => Some(ErrorKind::Timeout),
+            ServeError::Internal(_) => Some(ErrorKind::Host),
+            ServeError::Sink => None,
+        }
+    }
 }
 
 /// Serves `request` with a new instance of `pre` confined to `sandbox`,
@@ -151,8 +172,11 @@ async fn exchange<S: BodySource>(
 
     // The guest runs as its own task: after handing over the response head
     // it goes on writing the body, which this task streams to the sink.
+    let meter = sandbox.meter.clone();
     let task: GuestTask = tokio::task::spawn(async move {
+        let started = Instant::now();
         let proxy = pre.instantiate_async(&mut store).await?;
+        meter.instantiated(started.elapsed());
         proxy
             .wasi_http_incoming_handler()
             .call_handle(&mut store, incoming, outparam)
@@ -170,8 +194,10 @@ async fn exchange<S: BodySource>(
         .unwrap_or_else(|_| Err(ServeError::Timeout("the guest was waiting".into())));
     guest.stop().await;
     match result {
-        Err(ServeError::Guest(why)) if memory_exceeded.load(Ordering::Relaxed) => {
-            Err(ServeError::Guest(format!(
+        Err(ServeError::Guest(why) | ServeError::Trap(why))
+            if memory_exceeded.load(Ordering::Relaxed) =>
+        {
+            Err(ServeError::Limit(format!(
                 "the guest ran into WasmMemoryLimit ({} bytes per memory): {why}",
                 sandbox.memory_limit
             )))
@@ -281,10 +307,10 @@ async fn next_frame(
 fn guest_error(error: &wasmtime::Error) -> ServeError {
     let text = format!("{error:#}");
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        ServeError::Timeout(text)
-    } else {
-        ServeError::Guest(text)
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => ServeError::Timeout(text),
+        Some(_) => ServeError::Trap(text),
+        None => ServeError::Guest(text),
     }
 }
 

@@ -63,7 +63,11 @@ impl RequestState {
             http,
             table,
             hooks: OutgoingHooks::new(sandbox.outgoing.clone(), log.clone()),
-            limiter: MemoryLimiter::new(sandbox.memory_limit, memory_exceeded),
+            limiter: MemoryLimiter::new(
+                sandbox.memory_limit,
+                memory_exceeded,
+                sandbox.meter.clone(),
+            ),
             facts,
             log,
         })

@@ -4,12 +4,14 @@
 use super::error::{ErrorBuf, guarded};
 use super::exchange::{CBody, CLog, CSink, mw_exchange, mw_request};
 use super::sandbox::{mw_sandbox, sandbox_from};
+use super::stats::{mw_report, serve_failure, write_report};
 use super::{mw_bytes, mw_outcome, mw_result, slice};
 use crate::compile::Outcome;
-use crate::component::{self, RequestFacts, RequestHead, ServeError};
+use crate::component::{self, RequestFacts, RequestHead};
 use crate::engine::Allocation;
 use crate::host::{ChildSetup, Host, HostedComponent};
 use crate::log::RequestLog;
+use crate::stats::{ErrorKind, Serving};
 use std::ffi::{OsStr, c_char};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -229,7 +231,9 @@ fn describe(setup: &ChildSetup) -> String {
 ///
 /// # Safety
 /// `component` came from [`mw_host_add_component`] (and its host is alive)
-/// or from `mw_host_file_component` (and is not released yet); `request`, `sandbox` and their views are valid for the call; `err` has
+/// or from `mw_host_file_component` (and is not released yet); `request`,
+/// `sandbox` and their views are valid for the call; `report` is NULL or
+/// writable (what the request measured, written at the end); `err` has
 /// `err_len` writable bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mw_component_serve(
@@ -237,6 +241,7 @@ pub unsafe extern "C" fn mw_component_serve(
     request: *const mw_request,
     sandbox: *const mw_sandbox,
     exchange: *const mw_exchange,
+    report: *mut mw_report,
     err: *mut c_char,
     err_len: usize,
 ) -> mw_result {
@@ -254,13 +259,23 @@ pub unsafe extern "C" fn mw_component_serve(
                 &*exchange,
             )
         };
+        let (compiled, loaded) = hosted.times();
+        sandbox.meter.times(compiled, loaded);
+        // Counts the request when it ends (dropped on a panic: a host error).
+        let serving = sandbox.meter.begin();
+        let host_failed = |serving: Serving| {
+            // SAFETY: the caller's contract.
+            unsafe { write_report(report, serving.end(Some(ErrorKind::Host))) };
+        };
         let Some(pre) = hosted.pre() else {
+            host_failed(serving);
             return err.fail(
                 mw_result::NotLoaded,
                 "the component was not loaded in this process (see the error at start-up)",
             );
         };
         let Some(body) = CBody::new(exchange) else {
+            host_failed(serving);
             return err.fail(mw_result::NullArgument, "the exchange lacks a callback");
         };
         let alive = body.alive_flag();
@@ -269,26 +284,20 @@ pub unsafe extern "C" fn mw_component_serve(
         let head = unsafe { request_head(request) };
         // SAFETY: as above.
         let facts = unsafe { request_facts(request) };
-        let result = match component::build_request(head, body) {
-            Err(why) => err.fail(mw_result::BadRequest, &why),
+        let (result, error) = match component::build_request(head, body) {
+            // The client's fault: not counted as an error of the location.
+            Err(why) => (err.fail(mw_result::BadRequest, &why), None),
             Ok((scheme, request)) => {
                 let mut sink = CSink::new(exchange);
                 match component::serve(pre, scheme, request, &mut sink, &sandbox, facts, log) {
-                    Ok(()) => mw_result::Ok,
-                    Err(ServeError::Guest(why)) => err.fail(mw_result::GuestFailed, &why),
-                    Err(ServeError::NoResponse) => err.fail(
-                        mw_result::NoResponse,
-                        "the guest returned without setting a response",
-                    ),
-                    Err(ServeError::Sink) => {
-                        err.fail(mw_result::SinkFailed, "the response could not be delivered")
-                    }
-                    Err(ServeError::Timeout(why)) => err.fail(mw_result::Timeout, &why),
-                    Err(ServeError::Internal(why)) => err.fail(mw_result::Internal, &why),
+                    Ok(()) => (mw_result::Ok, None),
+                    Err(e) => (serve_failure(err, &e), e.kind()),
                 }
             }
         };
         alive.store(false, std::sync::atomic::Ordering::Release);
+        // SAFETY: the caller's contract.
+        unsafe { write_report(report, serving.end(error)) };
         result
     })
 }

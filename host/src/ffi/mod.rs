@@ -15,12 +15,14 @@ mod files;
 mod host;
 mod module;
 mod sandbox;
+mod stats;
 
 pub use exchange::*;
 pub use files::*;
 pub use host::*;
 pub use module::*;
 pub use sandbox::*;
+pub use stats::*;
 
 /// A borrowed view of bytes owned by the caller.
 #[repr(C)]

@@ -5,11 +5,12 @@ use super::error::{ErrorBuf, guarded};
 use super::exchange::{CBody, CLog, COutput, mw_exchange};
 use super::host::{add_file, mw_host};
 use super::sandbox::{mw_sandbox, sandbox_from};
+use super::stats::{mw_report, serve_failure, write_report};
 use super::{mw_bytes, mw_header, mw_outcome, mw_result, slice};
-use crate::component::ServeError;
 use crate::host::{Host, HostedModule};
 use crate::legacy::{self, Invocation};
 use crate::log::RequestLog;
+use crate::stats::{ErrorKind, Serving};
 use std::ffi::{OsStr, c_char};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -132,7 +133,7 @@ pub unsafe extern "C" fn mw_module_release(module: *const mw_module) {
 /// `module` came from this host's `mw_host_add_module` (and the host is
 /// alive) or from `mw_host_htaccess_module` (and is not released yet); `invocation`, `sandbox`
 /// and their views are valid for the call; `err` has `err_len` writable
-/// bytes; `exit_status_out` is writable.
+/// bytes; `exit_status_out` is writable; `report` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mw_module_serve(
     module: *const mw_module,
@@ -140,6 +141,7 @@ pub unsafe extern "C" fn mw_module_serve(
     sandbox: *const mw_sandbox,
     exchange: *const mw_exchange,
     exit_status_out: *mut i32,
+    report: *mut mw_report,
     err: *mut c_char,
     err_len: usize,
 ) -> mw_result {
@@ -162,35 +164,42 @@ pub unsafe extern "C" fn mw_module_serve(
                 &*exchange,
             )
         };
+        let (compiled, loaded) = hosted.times();
+        sandbox.meter.times(compiled, loaded);
+        // Counts the request when it ends (dropped on a panic: a host error).
+        let serving = sandbox.meter.begin();
+        let host_failed = |serving: Serving| {
+            // SAFETY: the caller's contract.
+            unsafe { write_report(report, serving.end(Some(ErrorKind::Host))) };
+        };
         let Some(pre) = hosted.pre() else {
+            host_failed(serving);
             return err.fail(
                 mw_result::NotLoaded,
                 "the module was not loaded in this process (see the error at start-up)",
             );
         };
         let Some(stdin) = CBody::stdin(exchange) else {
+            host_failed(serving);
             return err.fail(mw_result::NullArgument, "the exchange lacks a callback");
         };
         let alive = stdin.alive_flag();
         let log: Arc<dyn RequestLog> = Arc::new(CLog::new(exchange, &stdin));
         let Some(stdout) = COutput::new(exchange, &stdin) else {
+            host_failed(serving);
             return err.fail(mw_result::NullArgument, "the exchange lacks a callback");
         };
-        let result = match legacy::run(pre, invocation, stdin, stdout, &sandbox, log) {
+        let (result, error) = match legacy::run(pre, invocation, stdin, stdout, &sandbox, log) {
             Ok(status) => {
                 // SAFETY: checked for NULL above.
                 unsafe { *exit_status_out = status };
-                mw_result::Ok
+                (mw_result::Ok, (status != 0).then_some(ErrorKind::Guest))
             }
-            Err(ServeError::Guest(why)) => err.fail(mw_result::GuestFailed, &why),
-            Err(ServeError::NoResponse) => err.fail(mw_result::NoResponse, "no response"),
-            Err(ServeError::Sink) => {
-                err.fail(mw_result::SinkFailed, "the response could not be delivered")
-            }
-            Err(ServeError::Timeout(why)) => err.fail(mw_result::Timeout, &why),
-            Err(ServeError::Internal(why)) => err.fail(mw_result::Internal, &why),
+            Err(e) => (serve_failure(err, &e), e.kind()),
         };
         alive.store(false, std::sync::atomic::Ordering::Release);
+        // SAFETY: the caller's contract.
+        unsafe { write_report(report, serving.end(error)) };
         result
     })
 }

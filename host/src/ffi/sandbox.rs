@@ -5,6 +5,7 @@ use super::error::{ErrorBuf, guarded};
 use super::{mw_bytes, mw_header, mw_result, slice};
 use crate::outgoing::OutgoingRule;
 use crate::sandbox::{DirGrant, Sandbox};
+use crate::stats::Meter;
 use std::ffi::{OsStr, c_char};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -49,6 +50,9 @@ pub struct mw_sandbox {
     pub outgoing: *const *const mw_outgoing_rule,
     /// The number of rules.
     pub outgoing_len: usize,
+    /// Where the request is counted for the status page, from
+    /// [`super::mw_stats_for`]; NULL: not counted.
+    pub stats: *const super::mw_stats,
 }
 
 /// Parses a `WasmAllowOutgoing` pattern. On success `*rule_out` owns the
@@ -104,7 +108,8 @@ pub unsafe extern "C" fn mw_outgoing_rule_free(rule: *const mw_outgoing_rule) {
 ///
 /// # Safety
 /// The arrays of `sandbox` and the bytes they point to are valid; every rule
-/// pointer came from [`mw_outgoing_rule_new`] and is alive.
+/// pointer came from [`mw_outgoing_rule_new`] and is alive; `stats` is NULL
+/// or came from [`super::mw_stats_for`].
 pub(crate) unsafe fn sandbox_from(sandbox: &mw_sandbox) -> Sandbox {
     let defaults = Sandbox::default();
     let text = |bytes: mw_bytes| {
@@ -154,5 +159,7 @@ pub(crate) unsafe fn sandbox_from(sandbox: &mw_sandbox) -> Sandbox {
                 }
             })
             .collect(),
+        // SAFETY: the caller's contract.
+        meter: Meter::new(unsafe { super::stats::slot_of(sandbox.stats) }),
     }
 }

@@ -72,8 +72,11 @@ async fn execute(
     store.limiter(|state| state.limiter());
     ticker::stop_at(&mut store, deadline);
     let entry = invocation.entry_point.unwrap_or_else(|| START.into());
+    let meter = sandbox.meter.clone();
     let mut task: JoinHandle<wasmtime::Result<()>> = tokio::task::spawn(async move {
+        let started = Instant::now();
         let instance = pre.instantiate_async(&mut store).await?;
+        meter.instantiated(started.elapsed());
         if entry != INITIALIZE
             && let Ok(initialize) = instance.get_typed_func::<(), ()>(&mut store, INITIALIZE)
         {
@@ -162,10 +165,12 @@ fn failure(
             sandbox.timeout
         ))
     } else if memory_exceeded.load(Ordering::Relaxed) {
-        ServeError::Guest(format!(
+        ServeError::Limit(format!(
             "the guest ran into WasmMemoryLimit ({} bytes per memory): {text}",
             sandbox.memory_limit
         ))
+    } else if error.downcast_ref::<Trap>().is_some() {
+        ServeError::Trap(text)
     } else {
         ServeError::Guest(text)
     }

@@ -52,7 +52,11 @@ impl LegacyState {
         wasi.ctx().table.set_max_capacity(MAX_RESOURCES);
         Ok(LegacyState {
             wasi,
-            limiter: MemoryLimiter::new(sandbox.memory_limit, memory_exceeded),
+            limiter: MemoryLimiter::new(
+                sandbox.memory_limit,
+                memory_exceeded,
+                sandbox.meter.clone(),
+            ),
         })
     }
 

@@ -1,0 +1,69 @@
+"""Logging: every message has its own MWnnnnn tag, LogLevel's per-module
+form (wasm:debug) works, and a guest's lines name the location and the
+request's id, the one LogFormat's %L prints."""
+
+import re
+from pathlib import Path
+
+from apache import Apache
+from http1 import request
+
+ROOT = Path(__file__).resolve().parents[2]
+TAG = re.compile(r"MW\d{5}")
+
+SITE = """
+LogFormat "%L %U" ids
+CustomLog {dir}/ids.log ids
+<Location /t>
+    SetHandler wasm-handler
+    WasmComponent {guest}
+</Location>
+"""
+
+
+def test_every_tag_is_used_once_and_documented():
+    used = []
+    for source in sorted((ROOT / "mod_wasm").glob("*.c")):
+        used += TAG.findall(source.read_text())
+    repeated = sorted({tag for tag in used if used.count(tag) > 1})
+    assert not repeated, f"tags used more than once: {repeated}"
+    documented = set(re.findall(r"^\| (MW\d{5}) \|", (ROOT / "README.md").read_text(), re.M))
+    assert set(used) == documented, (set(used) ^ documented)
+
+
+def logged_levels(log_level):
+    # Before the site: directives log at the level set when they are read.
+    server = Apache(f"LogLevel {log_level}\n" + SITE, name="loglevel")
+    try:
+        server.start()
+        assert request(server.port, "GET", "/t/echo").status == 200
+        return "\n".join(server.new_log())
+    finally:
+        server.cleanup()
+
+
+def test_loglevel_per_module_turns_our_debug_lines_on_and_off():
+    # Only ours at debug: our start-up lines, no core debug lines.
+    log = logged_levels("warn wasm:debug")
+    assert "[wasm:debug]" in log and "MW00001" in log and "MW00030" in log, log
+    assert not re.search(r"\[(core|mpm_\w+):(debug|info)\]", log), log
+    # Everything at debug but ours.
+    log = logged_levels("debug wasm:warn")
+    assert "[core:debug]" in log or "[mpm_event:debug]" in log, log
+    assert "[wasm:" not in log, log
+
+
+def test_a_guests_lines_name_the_location_and_the_request_id():
+    server = Apache(SITE, name="request-id")
+    try:
+        server.start()
+        assert request(server.port, "GET", "/t/stderr").status == 200
+        line = next(l for l in server.wait_for_log("MW00015") if "MW00015" in l)
+        match = re.search(r"guest stderr for /t/stderr \((WasmComponent .*<Location /t>"
+                          r" at [^,]+), request ([^)]+)\): ", line)
+        assert match, line
+        request_id = match.group(2)
+        access = (server.dir / "ids.log").read_text().splitlines()
+        assert f"{request_id} /t/stderr" in access, (request_id, access)
+    finally:
+        server.cleanup()
