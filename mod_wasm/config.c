@@ -300,7 +300,7 @@ static const char *set_module(cmd_parms *cmd, void *dir_conf, const char *arg)
     }
     conf->module_name = apr_filepath_name_get(path);
     conf->where = where_of(cmd, path);
-    conf->section = in_htaccess(cmd) ? cmd->path : (cmd->path ? cmd->path : "/");
+    conf->section = cmd->path ? cmd->path : "/";
     conf->stats = stats_of(conf->section, path, MW_GUEST_KIND_MODULE);
     return NULL;
 }

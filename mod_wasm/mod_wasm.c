@@ -126,9 +126,10 @@ static void wasm_register_hooks(apr_pool_t *p)
 {
     ap_hook_pre_config(wasm_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(wasm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
-    /* Before core's, which only walks what ours did not map. */
+    /* Around every other translate_name hook: did one rewrite the target? */
     ap_hook_translate_name(mw_note_target, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_map_to_storage(mw_note_rewrite, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    /* Before core's, which only walks what ours did not map. */
     ap_hook_map_to_storage(mw_map_route, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_fixups(mw_route_handler_fixup, NULL, NULL, APR_HOOK_LAST);
     ap_hook_handler(wasm_handler, NULL, NULL, APR_HOOK_MIDDLE);
