@@ -280,8 +280,17 @@ impl Incoming {
 /// Writes all of `bytes` as fast as the host takes them, then flushes, so
 /// that the chunk reaches the client now. Blocks this handler meanwhile.
 pub(crate) fn write_flushed(stream: &OutputStream, bytes: &[u8]) -> Result<(), Error> {
+    // A chunk WASI's blocking-write-and-flush takes whole goes in one call
+    // to the host instead of the six of the loop below: most responses are
+    // one such chunk, and each call into the host costs microseconds.
+    if bytes.len() <= BLOCKING_WRITE_MAX {
+        return stream.blocking_write_and_flush(bytes).map_err(stream_error);
+    }
     crate::block_on(write_async(stream, bytes))?
 }
+
+/// The most `blocking-write-and-flush` takes in one call (WASI 0.2).
+const BLOCKING_WRITE_MAX: usize = 4096;
 
 /// [`write_flushed`] for async code: waits for the host in
 /// [`ready`](crate::ready), so other futures run meanwhile.
