@@ -59,6 +59,7 @@ void *mw_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
         conf->max_instances = base->max_instances;
         conf->in_use = base->in_use;
     }
+    conf->reuse = add->reuse ? add->reuse : base->reuse;
     conf->timeout_ms = add->timeout_ms ? add->timeout_ms : base->timeout_ms;
     conf->memory_limit = add->memory_limit ? add->memory_limit : base->memory_limit;
     conf->args = apr_array_append(p, base->args, add->args);
@@ -278,6 +279,10 @@ static const char *set_module(cmd_parms *cmd, void *dir_conf, const char *arg)
         return apr_psprintf(cmd->pool, "%s: this section has WasmAllowOutgoing, which "
                             "applies to components only", cmd->cmd->name);
     }
+    if (conf->reuse > 1) {
+        return apr_psprintf(cmd->pool, "%s: this section has WasmInstanceReuse, which "
+                            "applies to components only", cmd->cmd->name);
+    }
     bytes = (mw_bytes){(const uint8_t *)path, strlen(path)};
     if (in_htaccess(cmd)) {
         rv = mw_host_htaccess_module(current_host, bytes, &conf->module, err, sizeof(err));
@@ -358,6 +363,32 @@ static const char *set_max_instances(cmd_parms *cmd, void *dir_conf, const char 
     }
     conf->max_instances = (int)n;
     conf->in_use = apr_pcalloc(cmd->pool, sizeof(*conf->in_use));
+    return NULL;
+}
+
+/* WasmInstanceReuse Off|<n>: an instance of the component serves up to n
+ * requests, one after another, instead of one. */
+static const char *set_reuse(cmd_parms *cmd, void *dir_conf, const char *arg)
+{
+    mw_dir_config *conf = dir_conf;
+    char *end;
+    apr_int64_t n;
+
+    if (!strcasecmp(arg, "Off")) {
+        conf->reuse = 1;
+        return NULL;
+    }
+    n = apr_strtoi64(arg, &end, 10);
+    if (end == arg || *end != '\0' || n < 1 || n > 1000000) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is neither Off nor a number of requests "
+                            "from 1 to 1000000", cmd->cmd->name, arg);
+    }
+    if (n > 1 && conf->module) {
+        return apr_psprintf(cmd->pool, "%s applies to components only: a WASI preview1 "
+                            "module (WasmModule, as in this section) runs once per request",
+                            cmd->cmd->name);
+    }
+    conf->reuse = (int)n;
     return NULL;
 }
 
@@ -590,6 +621,9 @@ const command_rec mw_directives[] = {
     AP_INIT_TAKE1("WasmMaxInstances", set_max_instances, NULL, MW_ADMIN_ONLY,
                   "simultaneous requests of this section per child process; more "
                   "get 503 (default: no cap)"),
+    AP_INIT_TAKE1("WasmInstanceReuse", set_reuse, NULL, MW_ADMIN_ONLY,
+                  "Off, or how many requests one instance of the component serves, one "
+                  "after another; its memory carries over (default Off)"),
     AP_INIT_TAKE2("WasmEnv", add_env, NULL, MW_LEGACY,
                   "an environment variable for the guest: name and value"),
     AP_INIT_TAKE12("WasmDir", add_same_dir, NULL, MW_LEGACY,

@@ -248,6 +248,7 @@ mw_sandbox mw_sandbox_of(const mw_dir_config *conf)
         .outgoing = (const mw_outgoing_rule *const *)conf->outgoing->elts,
         .outgoing_len = (size_t)conf->outgoing->nelts,
         .stats = conf->stats,
+        .reuse = conf->reuse > 0 ? (uint32_t)conf->reuse : 1,
     };
 }
 

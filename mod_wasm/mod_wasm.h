@@ -64,6 +64,8 @@ typedef struct {
     apr_uint32_t *in_use;          /* requests of the section that set
                                     * WasmMaxInstances being served now in
                                     * this child process                    */
+    int reuse;                     /* WasmInstanceReuse: requests one
+                                    * instance serves; 1 for Off, 0 unset   */
     apr_array_header_t *env;       /* WasmEnv: mw_header                    */
     apr_array_header_t *dirs;      /* WasmDir, WasmMapDir: mw_dir           */
     apr_array_header_t *outgoing;  /* WasmAllowOutgoing:

@@ -4,10 +4,13 @@
 //!
 //! `cargo run --release -p mod-wasm-host --example instantiate -- APP.wasm [N] [THREADS]`
 //! (`make bench` runs it). Set `MOD_WASM_POOLING=0` to compare with the
-//! on-demand allocator, `MOD_WASM_CACHE=DIR` to use a disk cache.
+//! on-demand allocator, `MOD_WASM_CACHE=DIR` to use a disk cache,
+//! `MOD_WASM_REUSE=N` to let an instance serve N requests
+//! (`WasmInstanceReuse N`).
 
 use mod_wasm_host::component::{
-    BodySource, ReadError, RequestFacts, RequestHead, ResponseSink, SinkError, build_request, serve,
+    BodySource, ReadError, RequestFacts, RequestHead, ResponseSink, Reuse, ReuseKey, SinkError,
+    build_request, serve,
 };
 use mod_wasm_host::host::Host;
 use mod_wasm_host::log::{LogKind, RequestLog};
@@ -72,6 +75,9 @@ fn main() {
     let loaded = started.elapsed();
     let sandbox = Sandbox::default();
     let pre = entry.pre().expect("loaded");
+    let reuse: Option<u32> = std::env::var("MOD_WASM_REUSE")
+        .ok()
+        .map(|n| n.parse().expect("MOD_WASM_REUSE"));
 
     let one = |sandbox: &Sandbox| {
         let head = RequestHead {
@@ -91,6 +97,10 @@ fn main() {
             sandbox,
             RequestFacts::default(),
             Arc::new(Quiet),
+            reuse.map(|max_requests| Reuse {
+                key: ReuseKey::new(entry.clone(), String::new()),
+                max_requests,
+            }),
         )
         .expect("serve");
         assert_eq!(sink.status, 200);
@@ -110,11 +120,14 @@ fn main() {
     });
     let elapsed = started.elapsed();
     println!(
-        "{path}: compile {:.1} ms, load {:.1} ms, {:?}, {requests} requests on {threads} \
+        "{path}: compile {:.1} ms, load {:.1} ms, {:?}{}, {requests} requests on {threads} \
          thread(s): {:.1} µs/request, {:.0} requests/s",
         compiled.as_secs_f64() * 1e3,
         loaded.as_secs_f64() * 1e3,
         setup.allocation,
+        reuse.map_or(String::new(), |n| format!(
+            ", instances reused for {n} requests"
+        )),
         elapsed.as_secs_f64() * 1e6 / requests as f64 * threads as f64,
         requests as f64 / elapsed.as_secs_f64(),
     );

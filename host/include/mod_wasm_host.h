@@ -317,6 +317,9 @@ typedef struct mw_sandbox {
   // Where the request is counted for the status page, from
   // [`super::mw_stats_for`]; NULL: not counted.
   const struct mw_stats *stats;
+  // `WasmInstanceReuse`: requests one instance of a component may serve;
+  // 0 or 1 for a fresh instance per request. Modules ignore it.
+  uint32_t reuse;
 } mw_sandbox;
 
 // The callbacks of one request, all called on the serving thread with `ctx`.
@@ -501,7 +504,8 @@ mw_result mw_host_child_init(struct mw_host *host,
                              size_t err_len);
 
 // Serves one request with a fresh instance of `component` confined to
-// `sandbox`, blocking until the response is complete. The callbacks of
+// `sandbox` (or an idle one, if `sandbox` lets instances be reused),
+// blocking until the response is complete. The callbacks of
 // `exchange` are called on this thread only, and never after this function
 // returns.
 //

@@ -322,6 +322,8 @@ impl Host {
             return Err("the components are already loaded in this process".into());
         }
         let capacity = self.capacity(threads);
+        // As many idle instances as the pool has slots for requests.
+        crate::component::set_reuse_capacity(capacity.requests as usize + 1);
         let (engine, allocation, pool_error) = engine::for_serving(capacity)
             .map_err(|e| format!("cannot create the engine: {e:#}"))?;
         ticker::start(&engine).map_err(|e| format!("cannot start the epoch ticker: {e}"))?;

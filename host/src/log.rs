@@ -3,7 +3,7 @@
 //! from the kind).
 
 use crate::component::LineSink;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// What a message is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +28,43 @@ pub trait RequestLog: Send + Sync + 'static {
     /// Logs a message the guest wrote through `mod-wasm:host/log` at
     /// Apache's `level` (0 `emerg` to 15 `trace8`).
     fn guest_log(&self, level: u8, text: &[u8]);
+}
+
+/// The log of whichever request an instance serves now. A reused instance
+/// (`WasmInstanceReuse`) opens its streams once; what it writes in a later
+/// request belongs to that request.
+pub struct RelayLog(RwLock<Arc<dyn RequestLog>>);
+
+impl RelayLog {
+    /// A relay to `log` until [`RelayLog::switch`].
+    pub fn new(log: Arc<dyn RequestLog>) -> Arc<Self> {
+        Arc::new(RelayLog(RwLock::new(log)))
+    }
+
+    /// From now on, messages go to `log`.
+    pub fn switch(&self, log: Arc<dyn RequestLog>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = log;
+    }
+
+    fn current(&self) -> Arc<dyn RequestLog> {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+impl RequestLog for RelayLog {
+    fn log(&self, kind: LogKind, text: &[u8]) {
+        self.current().log(kind, text);
+    }
+
+    fn guest_log(&self, level: u8, text: &[u8]) {
+        self.current().guest_log(level, text);
+    }
 }
 
 /// One of the guest's output streams, as lines into a [`RequestLog`].

@@ -157,6 +157,16 @@ impl MemoryLimiter {
         }
     }
 
+    /// The store serves another request (`WasmInstanceReuse`): its refusals
+    /// and its peak, which starts at what the instance already holds, are
+    /// that request's.
+    pub fn next_request(&mut self, exceeded: Arc<AtomicBool>, meter: Arc<Meter>) {
+        self.settle();
+        self.exceeded = exceeded;
+        self.meter = meter;
+        self.meter.peak(self.held);
+    }
+
     /// The last growth happened: count it toward the peak.
     fn settle(&mut self) {
         if self.pending > 0 {

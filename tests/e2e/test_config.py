@@ -111,6 +111,7 @@ def test_one_file_in_many_locations_is_compiled_once():
     "WasmTimeout 3600",
     "WasmMemoryLimit 1G",
     "WasmMaxInstances 5",
+    "WasmInstanceReuse 10",
 ])
 def test_admin_directives_are_not_allowed_in_htaccess(directive):
     body = """
@@ -142,6 +143,8 @@ BAD_DIRECTIVES = {
     "memory-huge": ("WasmMemoryLimit 5G", "'5G' is not a size from 64K to 4G"),
     "memory-tiny": ("WasmMemoryLimit 1K", "'1K' is not a size from 64K to 4G"),
     "instances-zero": ("WasmMaxInstances 0", "'0' is not a number from 1"),
+    "reuse-zero": ("WasmInstanceReuse 0", "'0' is neither Off nor a number of requests"),
+    "reuse-word": ("WasmInstanceReuse always", "'always' is neither Off nor a number"),
     "env-name": ("WasmEnv A=B c", "'A=B' is not a variable name"),
     "dir-missing": ("WasmDir /nonexistent/dir", "/nonexistent/dir: No such file"),
     "dir-file": ("WasmDir {hello}", "is not a directory"),
@@ -196,6 +199,10 @@ CONFLICTS = {
                              "applies to components only"),
     "outgoing-before-module": (["WasmAllowOutgoing example.com", "WasmModule {legacy}"],
                                "which applies to components only"),
+    "reuse-with-module": (["WasmModule {legacy}", "WasmInstanceReuse 10"],
+                          "applies to components only"),
+    "reuse-before-module": (["WasmInstanceReuse 10", "WasmModule {legacy}"],
+                            "this section has WasmInstanceReuse"),
 }
 
 

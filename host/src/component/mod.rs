@@ -6,6 +6,7 @@ mod body;
 mod linker;
 mod output;
 mod request;
+mod reuse;
 mod serve;
 mod state;
 
@@ -14,5 +15,6 @@ pub use body::{BodySource, ReadError, RequestBody};
 pub use linker::ComponentLinker;
 pub use output::{GuestOutput, LineSink};
 pub use request::{RequestHead, build as build_request};
+pub use reuse::{Reuse, ReuseKey, set_capacity as set_reuse_capacity};
 pub use serve::{ResponseSink, ServeError, SinkError, serve};
 pub use state::RequestState;

@@ -89,6 +89,20 @@ impl GuestOutput {
         })))
     }
 
+    /// The request ends but the stream goes on (`WasmInstanceReuse`): an
+    /// unfinished line is logged now, with the request it belongs to, and
+    /// the next request may log [`MAX_LOGGED`] bytes again.
+    pub fn end_request(&self) {
+        let mut lines = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !lines.partial.is_empty() {
+            lines.emit();
+        }
+        lines.logged = 0;
+    }
+
     fn push(&self, bytes: &[u8]) {
         self.0
             .lock()
@@ -144,6 +158,24 @@ mod tests {
         drop(stderr);
         assert_eq!(lines.0.lock().unwrap().len(), 3);
         assert_eq!(lines.0.lock().unwrap()[2], b"three");
+    }
+
+    #[test]
+    fn a_request_end_logs_the_unfinished_line_and_resets_the_cap() {
+        let lines = Collect::default();
+        let stderr = GuestOutput::new(lines.clone());
+        stderr.push(&vec![b'y'; MAX_LOGGED + 1]);
+        stderr.push(b"\n");
+        stderr.push(b"dropped\n");
+        let logged = lines.0.lock().unwrap().len();
+        stderr.end_request();
+        stderr.push(b"next request\nunfinished");
+        stderr.end_request();
+        let lines = lines.0.lock().unwrap();
+        assert_eq!(
+            lines[logged..],
+            [b"next request".to_vec(), b"unfinished".to_vec()]
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! One request, one fresh instance: run the guest's `incoming-handler` and
-//! stream its response into a [`ResponseSink`].
+//! One request, one instance (fresh, or idle under `WasmInstanceReuse`):
+//! run the guest's `incoming-handler` and stream its response into a
+//! [`ResponseSink`].
 
+use super::reuse::{self, Instance, Reuse};
 use super::{BodySource, RequestBody, RequestFacts, RequestState};
 use crate::log::RequestLog;
 use crate::runtime;
@@ -19,7 +21,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use wasmtime::{Store, Trap};
+use wasmtime::{PoolConcurrencyLimitError, Store, Trap};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -75,9 +77,11 @@ impl ServeError {
     }
 }
 
-/// Serves `request` with a new instance of `pre` confined to `sandbox`,
-/// blocking this thread until the guest has returned and its response is
-/// complete, or until the sandbox's timeout stopped it.
+/// Serves `request` with a new instance of `pre` confined to `sandbox`, or
+/// with an idle one if the location `reuse`s them, blocking this thread
+/// until the guest has returned and its response is complete, or until the
+/// sandbox's timeout stopped it.
+#[allow(clippy::too_many_arguments)]
 pub fn serve<S: BodySource>(
     pre: &ProxyPre<RequestState>,
     scheme: Scheme,
@@ -86,6 +90,7 @@ pub fn serve<S: BodySource>(
     sandbox: &Sandbox,
     facts: RequestFacts,
     log: Arc<dyn RequestLog>,
+    reuse: Option<Reuse>,
 ) -> Result<(), ServeError> {
     let _serving = ticker::Serving::begin();
     runtime::block_on(exchange(
@@ -96,18 +101,19 @@ pub fn serve<S: BodySource>(
         sandbox,
         facts,
         log,
+        reuse,
     ))
     .map_err(|e| ServeError::Internal(e.to_string()))?
 }
 
-type GuestTask = JoinHandle<wasmtime::Result<Store<RequestState>>>;
+type GuestTask = JoinHandle<wasmtime::Result<Instance>>;
 
-/// The guest's task and, once it has returned, its store. The store is kept
-/// until the response has been streamed: dropping it would close an
+/// The guest's task and, once it has returned, its instance. The store is
+/// kept until the response has been streamed: dropping it would close an
 /// unfinished body as if the guest had finished it.
 struct Guest {
     task: Option<GuestTask>,
-    returned: Option<Store<RequestState>>,
+    returned: Option<Instance>,
 }
 
 impl Guest {
@@ -124,8 +130,8 @@ impl Guest {
         let joined = task.await;
         self.task = None;
         match joined {
-            Ok(Ok(store)) => {
-                self.returned = Some(store);
+            Ok(Ok(instance)) => {
+                self.returned = Some(instance);
                 Ok(())
             }
             Ok(Err(e)) => Err(guest_error(&e)),
@@ -133,18 +139,63 @@ impl Guest {
         }
     }
 
-    /// Stops a guest that is still running and drops its store. Nothing of
-    /// the request may outlive `serve`: the C side's pointers are only
-    /// valid until it returns.
-    async fn stop(mut self) {
+    /// Stops a guest that is still running and gives back the instance of
+    /// one that returned. Nothing of the request may outlive `serve`: the C
+    /// side's pointers are only valid until it returns.
+    async fn stop(mut self) -> Option<Instance> {
         if let Some(task) = self.task.take() {
             task.abort();
             let _ = task.await;
         }
-        drop(self.returned.take());
+        self.returned.take()
     }
 }
 
+/// A store for the request with an instance in it: an idle one of the
+/// location's, or a new one.
+async fn instance(
+    pre: &ProxyPre<RequestState>,
+    sandbox: &Sandbox,
+    facts: RequestFacts,
+    log: Arc<dyn RequestLog>,
+    memory_exceeded: &Arc<AtomicBool>,
+    reuse: Option<&Reuse>,
+    deadline: Instant,
+) -> Result<Instance, ServeError> {
+    if let Some(mut idle) = reuse.and_then(|reuse| reuse::take(&reuse.key)) {
+        idle.store.data_mut().next_request(
+            facts,
+            log,
+            memory_exceeded.clone(),
+            sandbox.meter.clone(),
+        );
+        return Ok(idle);
+    }
+    loop {
+        let state = RequestState::new(sandbox, facts.clone(), log.clone(), memory_exceeded.clone())
+            .map_err(ServeError::Internal)?;
+        let mut store = Store::new(pre.engine(), state);
+        store.limiter(|state| state.limiter());
+        ticker::stop_at(&mut store, deadline);
+        let started = Instant::now();
+        match pre.instantiate_async(&mut store).await {
+            Ok(proxy) => {
+                sandbox.meter.instantiated(started.elapsed());
+                return Ok(Instance {
+                    store,
+                    proxy,
+                    served: 0,
+                });
+            }
+            // Idle instances hold the pool's slots: the oldest makes room.
+            // The half-built store goes first, with the slots it took.
+            Err(e) if e.is::<PoolConcurrencyLimitError>() && reuse::evict_oldest() => {}
+            Err(e) => return Err(guest_error(&e)),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn exchange<S: BodySource>(
     pre: ProxyPre<RequestState>,
     scheme: Scheme,
@@ -153,47 +204,33 @@ async fn exchange<S: BodySource>(
     sandbox: &Sandbox,
     facts: RequestFacts,
     log: Arc<dyn RequestLog>,
+    reuse: Option<Reuse>,
 ) -> Result<(), ServeError> {
     let deadline = Instant::now() + sandbox.timeout;
     let memory_exceeded = Arc::new(AtomicBool::new(false));
-    let state = RequestState::new(sandbox, facts, log, memory_exceeded.clone())
-        .map_err(ServeError::Internal)?;
-    let mut store = Store::new(pre.engine(), state);
-    store.limiter(|state| state.limiter());
-    ticker::stop_at(&mut store, deadline);
-    let (response_tx, response_rx) = oneshot::channel();
-    let mut http = store.data_mut().http();
-    let incoming = http
-        .new_incoming_request(scheme, request)
-        .map_err(|e| ServeError::Internal(format!("cannot create the request: {e:#}")))?;
-    let outparam = http
-        .new_response_outparam(response_tx)
-        .map_err(|e| ServeError::Internal(format!("cannot create the outparam: {e:#}")))?;
-
-    // The guest runs as its own task: after handing over the response head
-    // it goes on writing the body, which this task streams to the sink.
-    let meter = sandbox.meter.clone();
-    let task: GuestTask = tokio::task::spawn(async move {
-        let started = Instant::now();
-        let proxy = pre.instantiate_async(&mut store).await?;
-        meter.instantiated(started.elapsed());
-        proxy
-            .wasi_http_incoming_handler()
-            .call_handle(&mut store, incoming, outparam)
-            .await?;
-        Ok(store)
-    });
-    let mut guest = Guest {
-        task: Some(task),
-        returned: None,
+    let reusing = reuse.as_ref();
+    let result = match instance(
+        &pre,
+        sandbox,
+        facts,
+        log,
+        &memory_exceeded,
+        reusing,
+        deadline,
+    )
+    .await
+    {
+        Ok(instance) => run(instance, scheme, request, sink, deadline).await,
+        Err(e) => Err(e),
     };
-    // A guest waiting in the host (for a timer, for an outgoing response)
-    // runs no Wasm to notice its deadline: this timeout covers that.
-    let result = tokio::time::timeout_at(deadline.into(), respond(response_rx, &mut guest, sink))
-        .await
-        .unwrap_or_else(|_| Err(ServeError::Timeout("the guest was waiting".into())));
-    guest.stop().await;
     match result {
+        Ok(instance) => {
+            if let (Some(reuse), Some(mut instance)) = (reuse, instance) {
+                instance.store.data_mut().end_request();
+                reuse::give_back(reuse, instance);
+            }
+            Ok(())
+        }
         Err(ServeError::Guest(why) | ServeError::Trap(why))
             if memory_exceeded.load(Ordering::Relaxed) =>
         {
@@ -206,8 +243,51 @@ async fn exchange<S: BodySource>(
             "the request ran past WasmTimeout ({:?}) and the guest was stopped: {why}",
             sandbox.timeout
         ))),
-        result => result,
+        Err(e) => Err(e),
     }
+}
+
+/// Runs the guest's handler in `instance` until `deadline`; the instance
+/// back if the request went cleanly (and the guest returned).
+async fn run<S: BodySource>(
+    mut instance: Instance,
+    scheme: Scheme,
+    request: http::Request<RequestBody<S>>,
+    sink: &mut dyn ResponseSink,
+    deadline: Instant,
+) -> Result<Option<Instance>, ServeError> {
+    let store = &mut instance.store;
+    ticker::stop_at(store, deadline);
+    let (response_tx, response_rx) = oneshot::channel();
+    let mut http = store.data_mut().http();
+    let incoming = http
+        .new_incoming_request(scheme, request)
+        .map_err(|e| ServeError::Internal(format!("cannot create the request: {e:#}")))?;
+    let outparam = http
+        .new_response_outparam(response_tx)
+        .map_err(|e| ServeError::Internal(format!("cannot create the outparam: {e:#}")))?;
+
+    // The guest runs as its own task: after handing over the response head
+    // it goes on writing the body, which this task streams to the sink.
+    let task: GuestTask = tokio::task::spawn(async move {
+        let Instance { store, proxy, .. } = &mut instance;
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut *store, incoming, outparam)
+            .await?;
+        Ok(instance)
+    });
+    let mut guest = Guest {
+        task: Some(task),
+        returned: None,
+    };
+    // A guest waiting in the host (for a timer, for an outgoing response)
+    // runs no Wasm to notice its deadline: this timeout covers that.
+    let result = tokio::time::timeout_at(deadline.into(), respond(response_rx, &mut guest, sink))
+        .await
+        .unwrap_or_else(|_| Err(ServeError::Timeout("the guest was waiting".into())));
+    let returned = guest.stop().await;
+    result.map(|()| returned)
 }
 
 type ResponseResult = Result<

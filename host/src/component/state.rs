@@ -1,9 +1,10 @@
 //! Per-request store state: what one instance of a guest may touch.
 
 use super::{GuestOutput, RequestFacts};
-use crate::log::{LogKind, RequestLog, StreamLog};
+use crate::log::{LogKind, RelayLog, RequestLog, StreamLog};
 use crate::outgoing::OutgoingHooks;
 use crate::sandbox::{MAX_FIELDS_SIZE, MAX_RESOURCES, MemoryLimiter, Sandbox};
+use crate::stats::Meter;
 use crate::stdio::GuestStream;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -24,7 +25,11 @@ pub struct RequestState {
     hooks: OutgoingHooks,
     limiter: MemoryLimiter,
     facts: RequestFacts,
-    log: Arc<dyn RequestLog>,
+    /// Everything that logs goes through it, so that a reused instance
+    /// logs to its current request.
+    log: Arc<RelayLog>,
+    stdout: GuestOutput,
+    stderr: GuestOutput,
 }
 
 impl RequestState {
@@ -37,19 +42,16 @@ impl RequestState {
         log: Arc<dyn RequestLog>,
         memory_exceeded: Arc<AtomicBool>,
     ) -> Result<Self, String> {
+        let log = RelayLog::new(log);
+        let output = |kind| GuestOutput::new(StreamLog::new(log.clone(), kind));
+        let (stdout, stderr) = (output(LogKind::GuestStdout), output(LogKind::GuestStderr));
         let mut wasi = WasiCtx::builder();
-        wasi.stderr(GuestStream(GuestOutput::new(StreamLog::new(
-            log.clone(),
-            LogKind::GuestStderr,
-        ))))
-        .stdout(GuestStream(GuestOutput::new(StreamLog::new(
-            log.clone(),
-            LogKind::GuestStdout,
-        ))))
-        .envs(&sandbox.environment())
-        // File operations run inline on the request's thread: a thread
-        // hand-off per operation would cost more.
-        .allow_blocking_current_thread(true);
+        wasi.stderr(GuestStream(stderr.clone()))
+            .stdout(GuestStream(stdout.clone()))
+            .envs(&sandbox.environment())
+            // File operations run inline on the request's thread: a thread
+            // hand-off per operation would cost more.
+            .allow_blocking_current_thread(true);
         sandbox.grant_to(&mut wasi)?;
         // Host-side state the guest creates is bounded too, or a guest under
         // a small WasmMemoryLimit could still fill the host's memory with
@@ -70,7 +72,30 @@ impl RequestState {
             ),
             facts,
             log,
+            stdout,
+            stderr,
         })
+    }
+
+    /// The instance serves another request (`WasmInstanceReuse`): its facts,
+    /// its log, its memory refusals and its meter replace the last ones'.
+    pub fn next_request(
+        &mut self,
+        facts: RequestFacts,
+        log: Arc<dyn RequestLog>,
+        memory_exceeded: Arc<AtomicBool>,
+        meter: Arc<Meter>,
+    ) {
+        self.facts = facts;
+        self.log.switch(log);
+        self.limiter.next_request(memory_exceeded, meter);
+    }
+
+    /// The request ended cleanly and the instance is kept: what the guest
+    /// left unfinished in its output is logged now, with this request.
+    pub fn end_request(&mut self) {
+        self.stdout.end_request();
+        self.stderr.end_request();
     }
 
     /// The limiter to install with `Store::limiter`.

@@ -3,11 +3,11 @@
 
 use super::error::{ErrorBuf, guarded};
 use super::exchange::{CBody, CLog, CSink, mw_exchange, mw_request};
-use super::sandbox::{mw_sandbox, sandbox_from};
+use super::sandbox::{mw_sandbox, reuse_config, sandbox_from};
 use super::stats::{mw_report, serve_failure, write_report};
 use super::{mw_bytes, mw_outcome, mw_result, slice};
 use crate::compile::Outcome;
-use crate::component::{self, RequestFacts, RequestHead};
+use crate::component::{self, RequestFacts, RequestHead, Reuse, ReuseKey};
 use crate::engine::Allocation;
 use crate::host::{ChildSetup, Host, HostedComponent};
 use crate::log::RequestLog;
@@ -225,7 +225,8 @@ fn describe(setup: &ChildSetup) -> String {
 }
 
 /// Serves one request with a fresh instance of `component` confined to
-/// `sandbox`, blocking until the response is complete. The callbacks of
+/// `sandbox` (or an idle one, if `sandbox` lets instances be reused),
+/// blocking until the response is complete. The callbacks of
 /// `exchange` are called on this thread only, and never after this function
 /// returns.
 ///
@@ -251,14 +252,16 @@ pub unsafe extern "C" fn mw_component_serve(
             return err.fail(mw_result::NullArgument, "NULL argument");
         }
         // SAFETY: the caller's contract.
-        let (hosted, request, sandbox, exchange) = unsafe {
+        let (hosted, request, raw_sandbox, exchange) = unsafe {
             (
                 &*component.cast::<HostedComponent>(),
                 &*request,
-                sandbox_from(&*sandbox),
+                &*sandbox,
                 &*exchange,
             )
         };
+        // SAFETY: the caller's contract.
+        let sandbox = unsafe { sandbox_from(raw_sandbox) };
         let (compiled, loaded) = hosted.times();
         sandbox.meter.times(compiled, loaded);
         // Counts the request when it ends (dropped on a panic: a host error).
@@ -284,12 +287,26 @@ pub unsafe extern "C" fn mw_component_serve(
         let head = unsafe { request_head(request) };
         // SAFETY: as above.
         let facts = unsafe { request_facts(request) };
+        let reuse = (raw_sandbox.reuse > 1).then(|| Reuse {
+            key: ReuseKey::new(
+                // SAFETY: `component` is one reference of an `Arc` (from
+                // `mw_host_add_component` or `mw_host_file_component`) that
+                // is alive for the call; the key takes its own.
+                unsafe {
+                    Arc::increment_strong_count(component.cast::<HostedComponent>());
+                    Arc::from_raw(component.cast::<HostedComponent>())
+                },
+                reuse_config(&sandbox, raw_sandbox, &facts.location),
+            ),
+            max_requests: raw_sandbox.reuse,
+        });
         let (result, error) = match component::build_request(head, body) {
             // The client's fault: not counted as an error of the location.
             Err(why) => (err.fail(mw_result::BadRequest, &why), None),
             Ok((scheme, request)) => {
                 let mut sink = CSink::new(exchange);
-                match component::serve(pre, scheme, request, &mut sink, &sandbox, facts, log) {
+                match component::serve(pre, scheme, request, &mut sink, &sandbox, facts, log, reuse)
+                {
                     Ok(()) => (mw_result::Ok, None),
                     Err(e) => (serve_failure(err, &e), e.kind()),
                 }

@@ -53,6 +53,9 @@ pub struct mw_sandbox {
     /// Where the request is counted for the status page, from
     /// [`super::mw_stats_for`]; NULL: not counted.
     pub stats: *const super::mw_stats,
+    /// `WasmInstanceReuse`: requests one instance of a component may serve;
+    /// 0 or 1 for a fresh instance per request. Modules ignore it.
+    pub reuse: u32,
 }
 
 /// Parses a `WasmAllowOutgoing` pattern. On success `*rule_out` owns the
@@ -102,6 +105,17 @@ pub unsafe extern "C" fn mw_outgoing_rule_free(rule: *const mw_outgoing_rule) {
         drop(unsafe { Arc::from_raw(rule.cast::<OutgoingRule>()) });
         mw_result::Ok
     });
+}
+
+/// What a reused instance was built from besides its component: the
+/// section, and the grants and limits `sandbox_from` read from `sandbox`.
+/// Requests differing in any of it never share an instance.
+pub(crate) fn reuse_config(sandbox: &Sandbox, raw: &mw_sandbox, section: &str) -> String {
+    let rules: Vec<*const OutgoingRule> = sandbox.outgoing.iter().map(Arc::as_ptr).collect();
+    format!(
+        "{section}\0{}\0{:?}\0{:?}\0{rules:?}\0{:?}",
+        sandbox.memory_limit, sandbox.env, sandbox.dirs, raw.stats
+    )
 }
 
 /// The Rust view of `sandbox`.

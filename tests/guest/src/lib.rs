@@ -4,7 +4,10 @@
 
 use mod_wasm_guest::raw::{BodyReader, ResponseWriter};
 use mod_wasm_guest::wasi;
-use wasi::http::types::{IncomingRequest, Method, ResponseOutparam, Scheme};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU32, Ordering};
+use wasi::http::types::{IncomingBody, IncomingRequest, Method, ResponseOutparam, Scheme};
+use wasi::io::streams::InputStream;
 
 mod sandbox;
 use sandbox::*;
@@ -53,6 +56,9 @@ impl wasi::exports::http::incoming_handler::Guest for TestGuest {
             )),
             "endless" => endless(out),
             "env" => env(out),
+            "count" => count(query, out),
+            "keep-body" => keep_body(request, out),
+            "kept-body" => kept_body(out),
             "read" => read_file(query, out),
             "write" => write_file(query, out),
             "fetch" => fetch(query, out),
@@ -197,6 +203,45 @@ fn slow(out: ResponseOutparam) {
     wasi::clocks::monotonic_clock::subscribe_duration(1_000_000_000).block();
     writer.write_all(b"last\n").expect("the client is reading");
     writer.finish().expect("the body is complete");
+}
+
+/// How many requests this instance has served, this one included (more
+/// than 1 only under `WasmInstanceReuse`); with `?log`, also on stderr, so
+/// that the log line shows which request it went to.
+fn count(query: &str, out: ResponseOutparam) {
+    static SERVED: AtomicU32 = AtomicU32::new(0);
+    let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
+    if query == "log" {
+        eprintln!("count {served}");
+    }
+    respond(out, 200, &[], format!("count {served}\n").as_bytes());
+}
+
+thread_local! {
+    /// A request body kept past the end of its request.
+    static KEPT: RefCell<Option<(IncomingBody, InputStream)>> = const { RefCell::new(None) };
+}
+
+/// Keeps the request body's stream, unread, for a later request of the same
+/// instance: what a guest that leaks a resource across requests does.
+fn keep_body(request: IncomingRequest, out: ResponseOutparam) {
+    let body = request.consume().expect("the body");
+    let stream = body.stream().expect("the body's stream");
+    KEPT.with(|kept| *kept.borrow_mut() = Some((body, stream)));
+    respond(out, 200, &[], b"kept\n");
+}
+
+/// Reads the body an earlier request kept: its request is gone, so the read
+/// must fail, not reach into it.
+fn kept_body(out: ResponseOutparam) {
+    let text = KEPT.with(|kept| match kept.borrow().as_ref() {
+        None => "nothing kept\n".to_string(),
+        Some((_, stream)) => match stream.blocking_read(4096) {
+            Ok(bytes) => format!("read {} bytes\n", bytes.len()),
+            Err(_) => "the kept body failed\n".to_string(),
+        },
+    });
+    respond(out, 200, &[], text.as_bytes());
 }
 
 fn out_of_bounds() {

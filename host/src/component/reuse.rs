@@ -1,0 +1,133 @@
+//! `WasmInstanceReuse`: instances that serve more than one request.
+//!
+//! A fresh instance per request is the safe default, and for a small guest
+//! it costs a few microseconds. An interpreter (componentize-py,
+//! componentize-js) redoes its per-instance setup in every fresh instance:
+//! milliseconds, most of such a request. A location that opts in keeps an
+//! instance whose request ended cleanly and gives it to its next request.
+//!
+//! What makes that safe:
+//! * An instance goes back only after a clean request: after a trap, a
+//!   timeout, a guest error or a refused response it is dropped, so a guest
+//!   never resumes from a state the host cut short.
+//! * Whatever of a request the guest keeps (its body, its log) reaches the
+//!   request through the exchange's `alive` flag, cleared when the request
+//!   ends: a resource kept into the next request reads as failed.
+//! * Its log and facts are swapped for each request
+//!   ([`super::RequestState::next_request`]).
+//! * An instance serves at most the directive's number of requests, so a
+//!   slow leak in a guest ends there.
+//! * Idle instances are per child and capped ([`set_capacity`]); when the
+//!   instance pool is full, a fresh instance evicts the oldest idle one.
+//!
+//! An instance is only reused where the same component runs with the same
+//! grants for the same section: see [`ReuseKey`].
+
+use super::RequestState;
+use std::any::Any;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use wasmtime::Store;
+use wasmtime_wasi_http::p2::bindings::Proxy;
+
+/// Which instances a request may take: same component, same section, same
+/// grants. The component is held, so that its address cannot be reused by
+/// another one while an instance of it is idle.
+pub struct ReuseKey {
+    component: Arc<dyn Any + Send + Sync>,
+    /// Everything else an instance is built from, as one string.
+    config: String,
+}
+
+impl ReuseKey {
+    /// The key of `component` run with `config` (the section and the grants
+    /// that went into the instance's state).
+    pub fn new(component: Arc<dyn Any + Send + Sync>, config: String) -> Self {
+        ReuseKey { component, config }
+    }
+
+    fn matches(&self, other: &ReuseKey) -> bool {
+        Arc::ptr_eq(&self.component, &other.component) && self.config == other.config
+    }
+}
+
+/// A location's reuse: its key and how many requests one instance serves.
+pub struct Reuse {
+    /// Which idle instances the request may take.
+    pub key: ReuseKey,
+    /// At least 2 (1 would be no reuse).
+    pub max_requests: u32,
+}
+
+/// An instance between two requests.
+pub struct Instance {
+    /// The store, with the request's state.
+    pub store: Store<RequestState>,
+    /// The instance's exports.
+    pub proxy: Proxy,
+    /// Requests it has served.
+    pub served: u32,
+}
+
+struct Idle {
+    key: ReuseKey,
+    instance: Instance,
+}
+
+/// The idle instances of this process, oldest first.
+static IDLE: Mutex<Vec<Idle>> = Mutex::new(Vec::new());
+
+/// How many instances may be idle at once in this process.
+static CAPACITY: AtomicUsize = AtomicUsize::new(1);
+
+fn idle() -> std::sync::MutexGuard<'static, Vec<Idle>> {
+    IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Lets up to `instances` instances wait idle in this process: the pool's
+/// slots, so that one location whose every thread reuses never evicts.
+pub fn set_capacity(instances: usize) {
+    CAPACITY.store(instances.max(1), Ordering::Relaxed);
+}
+
+/// The most recently idle instance for `key`, if any.
+pub fn take(key: &ReuseKey) -> Option<Instance> {
+    let mut idle = idle();
+    let at = idle.iter().rposition(|entry| entry.key.matches(key))?;
+    Some(idle.remove(at).instance)
+}
+
+/// Keeps `instance`, which served a request cleanly, for the next request
+/// with `reuse`'s key, unless it has served its share.
+pub fn give_back(reuse: Reuse, mut instance: Instance) {
+    instance.served += 1;
+    if instance.served >= reuse.max_requests {
+        return;
+    }
+    let evicted = {
+        let mut idle = idle();
+        let evicted = (idle.len() >= CAPACITY.load(Ordering::Relaxed)).then(|| idle.remove(0));
+        idle.push(Idle {
+            key: reuse.key,
+            instance,
+        });
+        evicted
+    };
+    // Dropped outside the lock: dropping a store resets its memory.
+    drop(evicted);
+}
+
+/// Drops the oldest idle instance, giving its slots back to the pool.
+/// False if none was idle.
+pub fn evict_oldest() -> bool {
+    let evicted = {
+        let mut idle = idle();
+        (!idle.is_empty()).then(|| idle.remove(0))
+    };
+    evicted.is_some()
+}
+
+#[cfg(test)]
+pub(crate) fn idle_count() -> usize {
+    idle().len()
+}
