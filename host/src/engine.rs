@@ -123,7 +123,11 @@ fn pool(capacity: Capacity) -> PoolingAllocationConfig {
         .total_core_instances(requests * CORE_INSTANCES_PER_REQUEST)
         .total_memories(requests * memories)
         .total_tables(requests * tables)
-        .total_stacks(requests)
+        // A store keeps its fiber stack until it is dropped, and the stack
+        // is taken when the guest is first called, after instantiation:
+        // idle instances (WasmInstanceReuse, at most `requests` of them)
+        // must not leave a request without one.
+        .total_stacks(requests * 2)
         .max_memories_per_module(memories)
         .max_tables_per_module(tables)
         // Tables grow up to the sandbox's limit; a slot reserves 8 bytes per

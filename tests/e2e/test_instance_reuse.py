@@ -63,6 +63,11 @@ WasmCacheDir {cache}
     WasmInstanceReuse 1000
 </Location>
 
+<Location /legacy>
+    SetHandler wasm-handler
+    WasmModule {legacy}
+</Location>
+
 <Location /python>
     SetHandler wasm-handler
     WasmComponent {wasm_dir}/python_hello.wasm
@@ -191,7 +196,8 @@ def test_interpreted_guests_answer_every_request_of_a_reused_instance(apache, lo
 
 def test_more_sections_than_idle_room_all_answer(apache):
     """Eight sections keep instances, more than a child's pool holds: an
-    instance is evicted when room is needed, and no request fails."""
+    instance is evicted when room is needed, and no request fails, a
+    legacy module's included."""
     failures = []
 
     def client(offset):
@@ -208,6 +214,9 @@ def test_more_sections_than_idle_room_all_answer(apache):
     for thread in threads:
         thread.join()
     assert failures == [], apache.peek_log()
+    # Idle instances now fill the pool; a module needs a slot too.
+    for _ in range(4):
+        assert request(apache.port, "GET", "/legacy").status == 200
     # With room for more, the evictions did not stop reuse.
     with Connection(apache.port) as conn:
         served = counts(conn, "/crowd0/count", 2)

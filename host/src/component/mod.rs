@@ -15,6 +15,8 @@ pub use body::{BodySource, ReadError, RequestBody};
 pub use linker::ComponentLinker;
 pub use output::{GuestOutput, LineSink};
 pub use request::{RequestHead, build as build_request};
-pub use reuse::{Reuse, ReuseKey, set_capacity as set_reuse_capacity};
+pub use reuse::{
+    Reuse, ReuseKey, evict_oldest as evict_idle_instance, set_capacity as set_reuse_capacity,
+};
 pub use serve::{ResponseSink, ServeError, SinkError, serve};
 pub use state::RequestState;

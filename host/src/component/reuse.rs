@@ -118,7 +118,8 @@ pub fn give_back(reuse: Reuse, mut instance: Instance) {
 }
 
 /// Drops the oldest idle instance, giving its slots back to the pool.
-/// False if none was idle.
+/// False if none was idle. Whatever instantiates from the pool (a legacy
+/// module too) calls it when the pool is full.
 pub fn evict_oldest() -> bool {
     let evicted = {
         let mut idle = idle();
@@ -128,6 +129,44 @@ pub fn evict_oldest() -> bool {
 }
 
 #[cfg(test)]
-pub(crate) fn idle_count() -> usize {
-    idle().len()
+mod tests {
+    use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig};
+    use wasmtime::{PoolConcurrencyLimitError, Store};
+
+    /// `(module (func (export "f")))`
+    const EXPORTS_F: &[u8] = &[
+        0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 7, 5, 1, 1, 102, 0, 0, 10, 4,
+        1, 2, 0, 11,
+    ];
+
+    /// The pool's "full" error is recognisable whichever slot ran out: a
+    /// store that ran async code keeps its fiber stack until it is dropped.
+    #[test]
+    fn a_full_pool_is_a_pool_concurrency_limit_error() {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_stacks(1)
+            .total_core_instances(4)
+            .total_memories(4)
+            .total_tables(4);
+        let mut config = Config::new();
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).unwrap();
+        let module = Module::new(&engine, EXPORTS_F).unwrap();
+        crate::runtime::block_on(async {
+            let mut first = Store::new(&engine, ());
+            run_f(&mut first, &module).await.unwrap();
+            let mut second = Store::new(&engine, ());
+            let e = run_f(&mut second, &module).await.unwrap_err();
+            assert!(e.is::<PoolConcurrencyLimitError>(), "{e:?}");
+            drop(first);
+            run_f(&mut second, &module).await.unwrap();
+        })
+        .unwrap();
+    }
+
+    async fn run_f(store: &mut Store<()>, module: &Module) -> wasmtime::Result<()> {
+        let instance = wasmtime::Instance::new_async(&mut *store, module, &[]).await?;
+        let f = instance.get_typed_func::<(), ()>(&mut *store, "f")?;
+        f.call_async(&mut *store, ()).await
+    }
 }

@@ -2,7 +2,7 @@
 //! request as stdin and the response as stdout.
 
 use super::{LegacyState, OutputSink, Stdin, Stdout};
-use crate::component::{BodySource, ServeError};
+use crate::component::{BodySource, ServeError, evict_idle_instance};
 use crate::log::RequestLog;
 use crate::sandbox::Sandbox;
 use crate::{runtime, ticker};
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tokio::task::JoinHandle;
-use wasmtime::{InstancePre, Store, Trap};
+use wasmtime::{InstancePre, PoolConcurrencyLimitError, Store, Trap};
 use wasmtime_wasi::I32Exit;
 
 /// How a module is started for one request.
@@ -75,7 +75,15 @@ async fn execute(
     let meter = sandbox.meter.clone();
     let mut task: JoinHandle<wasmtime::Result<()>> = tokio::task::spawn(async move {
         let started = Instant::now();
-        let instance = pre.instantiate_async(&mut store).await?;
+        let instance = loop {
+            match pre.instantiate_async(&mut store).await {
+                // Idle components (WasmInstanceReuse) hold the pool's slots:
+                // the oldest makes room. A failed core instantiation leaves
+                // nothing in the store.
+                Err(e) if e.is::<PoolConcurrencyLimitError>() && evict_idle_instance() => {}
+                result => break result?,
+            }
+        };
         meter.instantiated(started.elapsed());
         if entry != INITIALIZE
             && let Ok(initialize) = instance.get_typed_func::<(), ()>(&mut store, INITIALIZE)
