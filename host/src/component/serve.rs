@@ -208,18 +208,9 @@ async fn exchange<S: BodySource>(
 ) -> Result<(), ServeError> {
     let deadline = Instant::now() + sandbox.timeout;
     let memory_exceeded = Arc::new(AtomicBool::new(false));
-    let reusing = reuse.as_ref();
-    let result = match instance(
-        &pre,
-        sandbox,
-        facts,
-        log,
-        &memory_exceeded,
-        reusing,
-        deadline,
-    )
-    .await
-    {
+    let idle = reuse.as_ref();
+    let result = instance(&pre, sandbox, facts, log, &memory_exceeded, idle, deadline).await;
+    let result = match result {
         Ok(instance) => run(instance, scheme, request, sink, deadline).await,
         Err(e) => Err(e),
     };
