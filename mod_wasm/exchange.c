@@ -249,6 +249,7 @@ mw_sandbox mw_sandbox_of(const mw_dir_config *conf)
         .outgoing_len = (size_t)conf->outgoing->nelts,
         .stats = conf->stats,
         .reuse = conf->reuse > 0 ? (uint32_t)conf->reuse : 1,
+        .reuse_scope = {(const uint8_t *)conf->where, conf->where ? strlen(conf->where) : 0},
     };
 }
 

@@ -79,6 +79,25 @@ WasmCacheDir {cache}
     WasmComponent {wasm_dir}/js_hello.wasm
     WasmInstanceReuse 1000
 </Location>
+
+# The same section and component in two virtual hosts: each has its own
+# instances (and its own directive line).
+<VirtualHost 127.0.0.1:{port}>
+    ServerName a.test
+    <Location /vhost>
+        SetHandler wasm-handler
+        WasmComponent {guest}
+        WasmInstanceReuse 1000
+    </Location>
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port}>
+    ServerName b.test
+    <Location /vhost>
+        SetHandler wasm-handler
+        WasmComponent {guest}
+        WasmInstanceReuse 1000
+    </Location>
+</VirtualHost>
 """ + "".join(f"""
 <Location /crowd{i}>
     SetHandler wasm-handler
@@ -107,11 +126,11 @@ def apache(request, cache):
         yield server
 
 
-def counts(conn, path, n):
+def counts(conn, path, n, authority="127.0.0.1"):
     """The guest's request count for each of n requests on conn."""
     found = []
     for _ in range(n):
-        r = conn.request("GET", path)
+        r = conn.request("GET", path, authority=authority)
         assert r.status == 200, r.body
         found.append(int(r.body.split()[1]))
     return found
@@ -137,6 +156,14 @@ def test_sections_do_not_share_instances(apache):
         first = counts(conn, "/other/count", 1)[0]
         counts(conn, "/many/count", 2)
         assert counts(conn, "/other/count", 1) == [first + 1]
+
+
+def test_virtual_hosts_do_not_share_instances(apache):
+    with Connection(apache.port) as conn:
+        first = counts(conn, "/vhost/count", 2, authority="a.test")
+        assert first[1] == first[0] + 1
+        assert counts(conn, "/vhost/count", 1, authority="b.test") == [1]
+        assert counts(conn, "/vhost/count", 1, authority="a.test") == [first[1] + 1]
 
 
 @pytest.mark.allow_log("MW00012")

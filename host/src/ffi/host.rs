@@ -296,7 +296,8 @@ pub unsafe extern "C" fn mw_component_serve(
                     Arc::increment_strong_count(component.cast::<HostedComponent>());
                     Arc::from_raw(component.cast::<HostedComponent>())
                 },
-                reuse_config(&sandbox, raw_sandbox, &facts.location),
+                // SAFETY: the caller's contract (the sandbox's views).
+                unsafe { reuse_config(&sandbox, raw_sandbox, &facts.location) },
             ),
             max_requests: raw_sandbox.reuse,
         });

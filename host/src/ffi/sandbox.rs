@@ -56,6 +56,9 @@ pub struct mw_sandbox {
     /// `WasmInstanceReuse`: requests one instance of a component may serve;
     /// 0 or 1 for a fresh instance per request. Modules ignore it.
     pub reuse: u32,
+    /// The directive that chose the guest, with its file and line: two
+    /// virtual hosts with the same section never share an instance.
+    pub reuse_scope: mw_bytes,
 }
 
 /// Parses a `WasmAllowOutgoing` pattern. On success `*rule_out` owns the
@@ -108,12 +111,18 @@ pub unsafe extern "C" fn mw_outgoing_rule_free(rule: *const mw_outgoing_rule) {
 }
 
 /// What a reused instance was built from besides its component: the
-/// section, and the grants and limits `sandbox_from` read from `sandbox`.
-/// Requests differing in any of it never share an instance.
-pub(crate) fn reuse_config(sandbox: &Sandbox, raw: &mw_sandbox, section: &str) -> String {
+/// directive and section that chose it, and the grants and limits
+/// `sandbox_from` read from `sandbox`. Requests differing in any of it never
+/// share an instance.
+///
+/// # Safety
+/// `raw.reuse_scope` is valid.
+pub(crate) unsafe fn reuse_config(sandbox: &Sandbox, raw: &mw_sandbox, section: &str) -> String {
+    // SAFETY: the caller's contract.
+    let scope = String::from_utf8_lossy(unsafe { raw.reuse_scope.as_slice() });
     let rules: Vec<*const OutgoingRule> = sandbox.outgoing.iter().map(Arc::as_ptr).collect();
     format!(
-        "{section}\0{}\0{:?}\0{:?}\0{rules:?}\0{:?}",
+        "{scope}\0{section}\0{}\0{:?}\0{:?}\0{rules:?}\0{:?}",
         sandbox.memory_limit, sandbox.env, sandbox.dirs, raw.stats
     )
 }
