@@ -82,23 +82,16 @@ WasmCacheDir {cache}
 
 # The same section and component in two virtual hosts: each has its own
 # instances (and its own directive line).
-<VirtualHost 127.0.0.1:{port}>
-    ServerName a.test
-    <Location /vhost>
-        SetHandler wasm-handler
-        WasmComponent {guest}
-        WasmInstanceReuse 1000
-    </Location>
-</VirtualHost>
-<VirtualHost 127.0.0.1:{port}>
-    ServerName b.test
-    <Location /vhost>
-        SetHandler wasm-handler
-        WasmComponent {guest}
-        WasmInstanceReuse 1000
-    </Location>
-</VirtualHost>
 """ + "".join(f"""
+<VirtualHost 127.0.0.1:{{port}}>
+    ServerName {name}.test
+    <Location /vhost>
+        SetHandler wasm-handler
+        WasmComponent {{guest}}
+        WasmInstanceReuse 1000
+    </Location>
+</VirtualHost>
+""" for name in ("a", "b")) + "".join(f"""
 <Location /crowd{i}>
     SetHandler wasm-handler
     WasmComponent {{guest}}
