@@ -227,7 +227,7 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf, const char *pa
     size_t headers_len = 0;
     mw_exchange_ctx *x = apr_pcalloc(r->pool, sizeof(*x));
     mw_request request;
-    mw_sandbox sandbox = mw_sandbox_of(conf);
+    mw_sandbox sandbox = mw_sandbox_of(r, conf);
     mw_exchange exchange;
     mw_report report = {0};
     char err[MW_ERROR_LEN] = "";

@@ -322,7 +322,7 @@ int mw_serve_module(request_rec *r, const mw_dir_config *conf)
     legacy_ctx *lc = apr_pcalloc(r->pool, sizeof(*lc));
     apr_array_header_t *argv, *env = NULL;
     mw_invocation invocation;
-    mw_sandbox sandbox = mw_sandbox_of(conf);
+    mw_sandbox sandbox = mw_sandbox_of(r, conf);
     mw_exchange exchange;
     mw_report report = {0};
     char err[MW_ERROR_LEN] = "";

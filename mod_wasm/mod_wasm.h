@@ -113,8 +113,9 @@ const char *mw_request_id(request_rec *r);
 /* Puts what the host measured of the request into r->notes, for
  * LogFormat's %{...}n (README "Logging"). */
 void mw_note_report(request_rec *r, const mw_report *report);
-/* The location's limits and grants, as views into its configuration. */
-mw_sandbox mw_sandbox_of(const mw_dir_config *conf);
+/* The location's limits and grants, as views into its configuration (the
+ * reuse scope is allocated from r's pool). */
+mw_sandbox mw_sandbox_of(request_rec *r, const mw_dir_config *conf);
 /* WasmMaxInstances: takes an instance slot, or answers 503 when none is
  * free; every OK is followed by mw_release_instance. */
 int mw_take_instance(request_rec *r, const mw_dir_config *conf);

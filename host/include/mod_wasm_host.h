@@ -320,8 +320,8 @@ typedef struct mw_sandbox {
   // `WasmInstanceReuse`: requests one instance of a component may serve;
   // 0 or 1 for a fresh instance per request. Modules ignore it.
   uint32_t reuse;
-  // The directive that chose the guest, with its file and line: two
-  // virtual hosts with the same section never share an instance.
+  // The virtual host and the directive that chose the guest, with its
+  // file and line: two virtual hosts never share an instance.
   struct mw_bytes reuse_scope;
 } mw_sandbox;
 

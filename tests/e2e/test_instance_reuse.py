@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from apache import WASM_DIR, running
+from apache import GUEST, MODULES, WASM_DIR, running
 from conftest import MPMS
 from http1 import Connection, request
 
@@ -80,6 +80,25 @@ WasmCacheDir {cache}
     WasmInstanceReuse 1000
 </Location>
 
+# A section of the main server, and a directory whose components AddHandler
+# finds (no WasmComponent directive), both seen from the two virtual hosts
+# below: still one set of instances per virtual host.
+<Location /shared>
+    SetHandler wasm-handler
+    WasmComponent {guest}
+    WasmInstanceReuse 1000
+</Location>
+
+LoadModule mime_module {modules}/mod_mime.so
+TypesConfig /etc/mime.types
+LoadModule alias_module {modules}/mod_alias.so
+Alias /files {files}
+<Directory {files}>
+    Options +ExecCGI
+    AddHandler wasm-handler .wasm
+    WasmInstanceReuse 1000
+</Directory>
+
 # The same section and component in two virtual hosts: each has its own
 # instances (and its own directive line).
 """ + "".join(f"""
@@ -114,7 +133,12 @@ def cache():
 
 @pytest.fixture(scope="module", params=MPMS)
 def apache(request, cache):
-    site = SITE.replace("{cache}", str(cache)).replace("{wasm_dir}", str(WASM_DIR))
+    files = cache.parent / "files"
+    files.mkdir(exist_ok=True)
+    os.chmod(files, 0o755)
+    shutil.copy(GUEST, files / "guest.wasm")
+    site = (SITE.replace("{cache}", str(cache)).replace("{wasm_dir}", str(WASM_DIR))
+            .replace("{modules}", str(MODULES)).replace("{files}", str(files)))
     with running(site, request.param, f"reuse-{request.param}") as server:
         yield server
 
@@ -157,6 +181,15 @@ def test_virtual_hosts_do_not_share_instances(apache):
         assert first[1] == first[0] + 1
         assert counts(conn, "/vhost/count", 1, authority="b.test") == [1]
         assert counts(conn, "/vhost/count", 1, authority="a.test") == [first[1] + 1]
+
+
+@pytest.mark.parametrize("path", ["/shared/count", "/files/guest.wasm/count"])
+def test_a_main_server_section_has_instances_per_virtual_host(apache, path):
+    with Connection(apache.port) as conn:
+        first = counts(conn, path, 2, authority="a.test")
+        assert first[1] == first[0] + 1
+        assert counts(conn, path, 1, authority="b.test") == [1]
+        assert counts(conn, path, 1, authority="a.test") == [first[1] + 1]
 
 
 @pytest.mark.allow_log("MW00012")

@@ -18,5 +18,6 @@ pub use request::{RequestHead, build as build_request};
 pub use reuse::{
     Reuse, ReuseKey, evict_oldest as evict_idle_instance, set_capacity as set_reuse_capacity,
 };
+pub(crate) use serve::pool_full;
 pub use serve::{ResponseSink, ServeError, SinkError, serve};
 pub use state::RequestState;

@@ -133,6 +133,9 @@ mod tests {
     use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig};
     use wasmtime::{PoolConcurrencyLimitError, Store};
 
+    use crate::component::ServeError;
+    use crate::component::serve::guest_error;
+
     /// `(module (func (export "f")))`
     const EXPORTS_F: &[u8] = &[
         0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 7, 5, 1, 1, 102, 0, 0, 10, 4,
@@ -158,6 +161,8 @@ mod tests {
             let mut second = Store::new(&engine, ());
             let e = run_f(&mut second, &module).await.unwrap_err();
             assert!(e.is::<PoolConcurrencyLimitError>(), "{e:?}");
+            // Reported as the host's failure, not the guest's.
+            assert!(matches!(guest_error(&e), ServeError::Internal(_)), "{e:?}");
             drop(first);
             run_f(&mut second, &module).await.unwrap();
         })

@@ -375,14 +375,23 @@ async fn next_frame(
 
 /// One line for the error log, from a trap or a guest error with its wasm
 /// backtrace.
-fn guest_error(error: &wasmtime::Error) -> ServeError {
+pub(super) fn guest_error(error: &wasmtime::Error) -> ServeError {
     let text = format!("{error:#}");
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if error.is::<PoolConcurrencyLimitError>() {
+        return pool_full(text);
+    }
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => ServeError::Timeout(text),
         Some(_) => ServeError::Trap(text),
         None => ServeError::Guest(text),
     }
+}
+
+/// Every slot of the child's instance pool is taken: the host's limit, not
+/// the guest's fault, and so counted and logged as the host's.
+pub(crate) fn pool_full(text: String) -> ServeError {
+    ServeError::Internal(format!("this child's instance pool is full: {text}"))
 }
 
 /// Polls `future` once; `None` if it is not ready.

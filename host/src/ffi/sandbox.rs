@@ -56,8 +56,8 @@ pub struct mw_sandbox {
     /// `WasmInstanceReuse`: requests one instance of a component may serve;
     /// 0 or 1 for a fresh instance per request. Modules ignore it.
     pub reuse: u32,
-    /// The directive that chose the guest, with its file and line: two
-    /// virtual hosts with the same section never share an instance.
+    /// The virtual host and the directive that chose the guest, with its
+    /// file and line: two virtual hosts never share an instance.
     pub reuse_scope: mw_bytes,
 }
 

@@ -2,7 +2,7 @@
 //! request as stdin and the response as stdout.
 
 use super::{LegacyState, OutputSink, Stdin, Stdout};
-use crate::component::{BodySource, ServeError, evict_idle_instance};
+use crate::component::{BodySource, ServeError, evict_idle_instance, pool_full};
 use crate::log::RequestLog;
 use crate::sandbox::Sandbox;
 use crate::{runtime, ticker};
@@ -167,6 +167,9 @@ fn failure(
     }
     let text = format!("{error:#}");
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if error.is::<PoolConcurrencyLimitError>() {
+        return pool_full(text);
+    }
     if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         ServeError::Timeout(format!(
             "the request ran past WasmTimeout ({:?}) and the guest was stopped: {text}",
