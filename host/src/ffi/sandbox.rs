@@ -111,9 +111,9 @@ pub unsafe extern "C" fn mw_outgoing_rule_free(rule: *const mw_outgoing_rule) {
 }
 
 /// What a reused instance was built from besides its component: the
-/// directive and section that chose it, and the grants and limits
-/// `sandbox_from` read from `sandbox`. Requests differing in any of it never
-/// share an instance.
+/// virtual host, the directive and section that chose it, and the grants
+/// and limits `sandbox_from` read from `sandbox`. Requests differing in any
+/// of it never share an instance.
 ///
 /// # Safety
 /// `raw.reuse_scope` is valid.
