@@ -27,19 +27,30 @@ pub fn block_on<F: Future>(future: F) -> std::io::Result<F::Output> {
             "a Wasm request cannot be served from inside another one on the same thread",
         ));
     }
-    let output = run(future);
-    BUSY.set(false);
-    output
+    let _busy = Busy;
+    run(future)
+}
+
+/// Frees the thread for its next request however this one ends: a panic
+/// (caught at the C boundary) must not leave the thread refusing them all.
+struct Busy;
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        BUSY.set(false);
+    }
 }
 
 fn run<F: Future>(future: F) -> std::io::Result<F::Output> {
     RUNTIME.with(|cell| {
         let runtime = match cell.borrow_mut().take() {
             Some(runtime) => runtime,
-            // A CPU-bound guest yields at every epoch tick (10 ms). Tokio
-            // polls the block_on future only every `event_interval` task
-            // polls: with the default (61) a spinning guest would hold back
-            // its own response, and its timeout, for over half a second.
+            // The guest runs inside the block_on future, but a request may
+            // spawn tasks (an outgoing request's connection). Tokio polls
+            // the block_on future again only after `event_interval` task
+            // polls: with the default (61), busy tasks could hold back the
+            // guest, its response and its timeout. Only requests that spawn
+            // tasks pay for the driver polls this adds.
             None => Builder::new_current_thread()
                 .enable_all()
                 .event_interval(1)

@@ -15,7 +15,7 @@ use wasmtime::{Engine, EngineWeak};
 
 /// How often running guests look at the clock. It bounds how late a
 /// CPU-bound guest is stopped after its deadline, and how long it runs
-/// before giving the request's other tasks (streaming its body) a turn.
+/// before giving the rest of its request (streaming its body) a turn.
 pub const TICK: Duration = Duration::from_millis(10);
 
 /// Requests being served in this process.
@@ -71,8 +71,8 @@ impl Drop for Serving {
 
 /// Makes a guest in `store` stop at `deadline`: at every tick a running
 /// guest checks it; past it, the guest traps where it is
-/// (`Trap::Interrupt`); before it, it yields, so that the request's other
-/// tasks (streaming its output) get a turn.
+/// (`Trap::Interrupt`); before it, it yields, so that the rest of its
+/// request (streaming its output) gets a turn.
 pub fn stop_at<T>(store: &mut wasmtime::Store<T>, deadline: std::time::Instant) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {

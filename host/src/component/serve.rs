@@ -14,13 +14,12 @@ use http::HeaderMap;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -106,48 +105,68 @@ pub fn serve<S: BodySource>(
     .map_err(|e| ServeError::Internal(e.to_string()))?
 }
 
-type GuestTask = JoinHandle<wasmtime::Result<Instance>>;
-
-/// The guest's task and, once it has returned, its instance. The store is
-/// kept until the response has been streamed: dropping it would close an
-/// unfinished body as if the guest had finished it.
-struct Guest {
-    task: Option<GuestTask>,
-    returned: Option<Instance>,
+/// The guest's call of its handler, polled in place by the request's future
+/// rather than spawned as a task: a task per request would cost an
+/// allocation, a copy of the call's state and a scheduler round trip, and
+/// nothing else on the thread needs to run while the guest does.
+struct Guest<'a, F> {
+    call: Pin<&'a mut F>,
+    /// The call has ended.
+    ended: bool,
+    /// It ended by returning, without a trap or an error.
+    returned: bool,
+    /// Why it failed, until [`Guest::wait`] reports it.
+    failure: Option<ServeError>,
 }
 
-impl Guest {
-    fn has_returned(&self) -> bool {
-        self.task.is_none()
+impl<'a, F: Future<Output = wasmtime::Result<()>>> Guest<'a, F> {
+    fn new(call: Pin<&'a mut F>) -> Self {
+        Guest {
+            call,
+            ended: false,
+            returned: false,
+            failure: None,
+        }
     }
 
-    /// Waits until the guest returns; its error if it failed. Cancel-safe:
-    /// dropping the future leaves the task in place.
+    fn has_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Waits until the guest's call ends, keeping its failure for
+    /// [`Guest::wait`]. Cancel-safe: dropping the future leaves the call in
+    /// place, to be polled again.
+    async fn end(&mut self) {
+        if !self.ended {
+            let result = self.call.as_mut().await;
+            self.end_with(result);
+        }
+    }
+
+    /// Waits until the guest returns; its error if it failed (once).
+    /// Cancel-safe, as [`Guest::end`].
     async fn wait(&mut self) -> Result<(), ServeError> {
-        let Some(task) = self.task.as_mut() else {
-            return Ok(());
-        };
-        let joined = task.await;
-        self.task = None;
-        match joined {
-            Ok(Ok(instance)) => {
-                self.returned = Some(instance);
-                Ok(())
-            }
-            Ok(Err(e)) => Err(guest_error(&e)),
-            Err(e) => Err(ServeError::Internal(format!("the guest task failed: {e}"))),
+        self.end().await;
+        self.failure.take().map_or(Ok(()), Err)
+    }
+
+    /// Lets the guest run until it would wait: it may have more to write.
+    /// A failure is kept for [`Guest::wait`], so that what the guest wrote
+    /// before it still goes out first.
+    fn run_once(&mut self) {
+        if !self.ended
+            && let Some(result) = poll_once(self.call.as_mut())
+        {
+            self.end_with(result);
         }
     }
 
-    /// Stops a guest that is still running and gives back the instance of
-    /// one that returned. Nothing of the request may outlive `serve`: the C
-    /// side's pointers are only valid until it returns.
-    async fn stop(mut self) -> Option<Instance> {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            let _ = task.await;
+    fn end_with(&mut self, result: wasmtime::Result<()>) {
+        self.ended = true;
+        match result {
+            Ok(()) => self.returned = true,
+            Err(e) => self.failure = Some(guest_error(&e)),
         }
-        self.returned.take()
     }
 }
 
@@ -258,27 +277,32 @@ async fn run<S: BodySource>(
         .new_response_outparam(response_tx)
         .map_err(|e| ServeError::Internal(format!("cannot create the outparam: {e:#}")))?;
 
-    // The guest runs as its own task: after handing over the response head
-    // it goes on writing the body, which this task streams to the sink.
-    let task: GuestTask = tokio::task::spawn(async move {
+    // The guest runs inside this future: after handing over the response
+    // head it goes on writing the body, which `respond` streams to the sink
+    // while it polls the guest's call.
+    let (result, returned) = {
         let Instance { store, proxy, .. } = &mut instance;
-        proxy
-            .wasi_http_incoming_handler()
-            .call_handle(&mut *store, incoming, outparam)
-            .await?;
-        Ok(instance)
-    });
-    let mut guest = Guest {
-        task: Some(task),
-        returned: None,
+        let call = pin!(proxy.wasi_http_incoming_handler().call_handle(
+            &mut *store,
+            incoming,
+            outparam
+        ));
+        let mut guest = Guest::new(call);
+        // A guest waiting in the host (for a timer, for an outgoing
+        // response) runs no Wasm to notice its deadline: this timeout
+        // covers that.
+        let result =
+            tokio::time::timeout_at(deadline.into(), respond(response_rx, &mut guest, sink))
+                .await
+                .unwrap_or_else(|_| Err(ServeError::Timeout("the guest was waiting".into())));
+        (result, guest.returned)
+        // A guest still running stops here, where it waits: nothing of the
+        // request may outlive `serve`, as the C side's pointers are only
+        // valid until it returns. The store outlives the streaming of the
+        // response: dropping it would close an unfinished body as if the
+        // guest had finished it.
     };
-    // A guest waiting in the host (for a timer, for an outgoing response)
-    // runs no Wasm to notice its deadline: this timeout covers that.
-    let result = tokio::time::timeout_at(deadline.into(), respond(response_rx, &mut guest, sink))
-        .await
-        .unwrap_or_else(|_| Err(ServeError::Timeout("the guest was waiting".into())));
-    let returned = guest.stop().await;
-    result.map(|()| returned)
+    result.map(|()| returned.then_some(instance))
 }
 
 type ResponseResult = Result<
@@ -290,19 +314,17 @@ type BodyFrame = Option<Result<Frame<Bytes>, wasmtime_wasi_http::Error>>;
 
 /// Streams the guest's response into `sink`, and waits for the guest to
 /// return: a response is only complete when both have ended cleanly.
-async fn respond(
+async fn respond<F: Future<Output = wasmtime::Result<()>>>(
     mut response_rx: oneshot::Receiver<ResponseResult>,
-    guest: &mut Guest,
+    guest: &mut Guest<'_, F>,
     sink: &mut dyn ResponseSink,
 ) -> Result<(), ServeError> {
     let response = tokio::select! {
         biased;
         response = &mut response_rx => response.ok(),
-        returned = guest.wait() => {
-            returned?;
-            // A guest that set its response before returning left it here.
-            poll_once(&mut response_rx).and_then(Result::ok)
-        }
+        // A guest that set its response before it returned (or failed)
+        // left it here; a failure is reported once its response is sent.
+        () = guest.end() => poll_once(&mut response_rx).and_then(Result::ok),
     };
     let response = match response {
         Some(Ok(response)) => response,
@@ -340,9 +362,9 @@ async fn respond(
         let Ok(data) = frame.into_data() else {
             continue; // Trailers: HTTP/1.1 responses through Apache carry none.
         };
-        // Let the guest run once: if it has the next piece ready, Apache may
-        // gather both into one write; flush only when we would wait.
-        tokio::task::yield_now().await;
+        // Let a running guest go on: if it has the next piece ready, Apache
+        // may gather both into one write; flush only when we would wait.
+        guest.run_once();
         ahead = poll_once(body.frame());
         if !data.is_empty() || ahead.is_none() {
             sink.send_data(&data, ahead.is_none())
@@ -355,22 +377,29 @@ async fn respond(
 }
 
 /// The next frame of the response body, while watching the guest.
-async fn next_frame(
+async fn next_frame<F: Future<Output = wasmtime::Result<()>>>(
     body: &mut HyperOutgoingBody,
-    guest: &mut Guest,
+    guest: &mut Guest<'_, F>,
 ) -> Result<BodyFrame, ServeError> {
-    if !guest.has_returned() {
+    if !guest.has_ended() {
         tokio::select! {
             biased;
             frame = body.frame() => return Ok(frame),
-            returned = guest.wait() => returned?,
+            () = guest.end() => {}
         }
     }
-    // The guest has returned, so everything it wrote is queued: a body that
-    // is still open now was never finished.
-    poll_once(body.frame()).ok_or_else(|| {
-        ServeError::Guest("the guest returned without finishing its response body".into())
-    })
+    // The guest's call has ended, so everything it wrote is queued: what
+    // is, goes out; a body that is still open now was never finished,
+    // because the guest failed (its error) or forgot to.
+    match poll_once(body.frame()) {
+        Some(frame) => Ok(frame),
+        None => {
+            guest.wait().await?;
+            Err(ServeError::Guest(
+                "the guest returned without finishing its response body".into(),
+            ))
+        }
+    }
 }
 
 /// One line for the error log, from a trap or a guest error with its wasm
@@ -395,8 +424,14 @@ pub(crate) fn pool_full(text: String) -> ServeError {
 }
 
 /// Polls `future` once; `None` if it is not ready.
+///
+/// Outside tokio's cooperative budget: a request's future that streams many
+/// frames in one poll runs out of it, and a receiver then reads as empty
+/// while it holds data. Where the answer matters (is the body finished?),
+/// "not ready" must mean just that. The budget still makes the request
+/// yield where it waits for real, in `select!`.
 fn poll_once<F: Future>(future: F) -> Option<F::Output> {
-    let mut future = pin!(future);
+    let mut future = pin!(tokio::task::unconstrained(future));
     match future
         .as_mut()
         .poll(&mut Context::from_waker(Waker::noop()))

@@ -6,10 +6,10 @@ use crate::component::{BodySource, ServeError, evict_idle_instance, pool_full};
 use crate::log::RequestLog;
 use crate::sandbox::Sandbox;
 use crate::{runtime, ticker};
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use tokio::task::JoinHandle;
 use wasmtime::{InstancePre, PoolConcurrencyLimitError, Store, Trap};
 use wasmtime_wasi::I32Exit;
 
@@ -73,7 +73,10 @@ async fn execute(
     ticker::stop_at(&mut store, deadline);
     let entry = invocation.entry_point.unwrap_or_else(|| START.into());
     let meter = sandbox.meter.clone();
-    let mut task: JoinHandle<wasmtime::Result<()>> = tokio::task::spawn(async move {
+    // The guest runs inside this future rather than as a task of its own:
+    // nothing else on the thread needs to run while it does, and a spawn per
+    // request costs a task allocation and a scheduler round trip.
+    let guest = async move {
         let started = Instant::now();
         let instance = loop {
             match pre.instantiate_async(&mut store).await {
@@ -101,18 +104,21 @@ async fn execute(
             )
         })?;
         func.call_async(&mut store, ()).await
-    });
+    };
 
     // While the guest runs, what it wrote goes out at every tick: a guest
     // that prints and then thinks (or sleeps) is seen by the client as it
-    // goes, as a CGI script would be.
-    let mut ticks = tokio::time::interval(ticker::TICK);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // goes, as a CGI script would be. The first tick is one TICK away: a
+    // guest done by then (most are) never starts the interval's timer.
     let watched = async {
+        let mut guest = pin!(guest);
+        let mut ticks =
+            tokio::time::interval_at((Instant::now() + ticker::TICK).into(), ticker::TICK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
-                joined = &mut task => break Some(joined),
+                finished = &mut guest => break Some(finished),
                 _ = ticks.tick() => {
                     if stdout.flush_pending().is_err() {
                         break None;
@@ -121,12 +127,10 @@ async fn execute(
             }
         }
     };
+    // Past the deadline, or when the client went away, the guest's future
+    // is dropped where it waits, and its store with it.
     let outcome = tokio::time::timeout_at(deadline.into(), watched).await;
-    if !task.is_finished() {
-        task.abort();
-        let _ = (&mut task).await;
-    }
-    let joined = match outcome {
+    let finished = match outcome {
         Err(_) => {
             return Err(ServeError::Timeout(format!(
                 "the request ran past WasmTimeout ({:?}) and the guest was stopped while it \
@@ -135,16 +139,11 @@ async fn execute(
             )));
         }
         Ok(None) => return Err(ServeError::Sink),
-        Ok(Some(joined)) => joined,
+        Ok(Some(finished)) => finished,
     };
-    let status = match joined {
-        Ok(Ok(())) => 0,
-        Ok(Err(e)) => {
-            exit_status(&e).ok_or_else(|| failure(&e, &stdout, &memory_exceeded, sandbox))?
-        }
-        Err(e) => {
-            return Err(ServeError::Internal(format!("the guest task failed: {e}")));
-        }
+    let status = match finished {
+        Ok(()) => 0,
+        Err(e) => exit_status(&e).ok_or_else(|| failure(&e, &stdout, &memory_exceeded, sandbox))?,
     };
     stdout.finish().map_err(|_| ServeError::Sink)?;
     Ok(status)

@@ -145,7 +145,8 @@ impl Stdout {
     pub fn new(sink: impl OutputSink) -> Self {
         Stdout(Arc::new(Mutex::new(StdoutState {
             sink: Box::new(sink),
-            buf: Vec::with_capacity(MAX_BODY_CHUNK),
+            // Grown as the guest writes: most answers are far smaller.
+            buf: Vec::new(),
             unflushed: false,
             wrote: false,
             refused: false,
