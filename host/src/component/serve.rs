@@ -440,3 +440,29 @@ fn poll_once<F: Future>(future: F) -> Option<F::Output> {
         Poll::Pending => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    #[test]
+    fn poll_once_sees_what_is_queued_when_the_budget_is_spent() {
+        crate::runtime::block_on(async {
+            let (tx, mut rx) = mpsc::channel(1024);
+            for i in 0..1000 {
+                tx.try_send(i).unwrap();
+            }
+            // Read in one poll of the request's future until tokio's
+            // cooperative budget says no, as a long response body does.
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut read = 0;
+            while let Poll::Ready(Some(_)) = rx.poll_recv(&mut cx) {
+                read += 1;
+            }
+            assert!(read < 1000, "the budget never ran out");
+            assert_eq!(poll_once(rx.recv()), Some(Some(read)));
+        })
+        .unwrap();
+    }
+}
