@@ -56,6 +56,13 @@ static void wasm_child_init(apr_pool_t *pchild, server_rec *s)
     if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS || threads < 1) {
         threads = 1;
     }
+    /* mod_http2 serves its streams on workers of its own, beside the MPM's
+     * threads: by its default H2MaxWorkers, 3/2 of ThreadsPerChild and at
+     * least 4. Its configuration cannot be read from here; a request that
+     * finds the pool full all the same waits for a slot. */
+    if (ap_find_linked_module("mod_http2.c")) {
+        threads += threads * 3 / 2 > 4 ? threads * 3 / 2 : 4;
+    }
     if (mw_host_child_init(host, (uint32_t)threads, info, sizeof(info), &warn, err,
                            sizeof(err)) != MW_RESULT_OK) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from apache import MODULES, WASM_DIR, Apache, self_signed_cert
+from apache import MODULES, WASM_DIR, Apache, running, self_signed_cert
 from echo import parse_echo
 
 MIB = 1 << 20
@@ -259,3 +259,28 @@ def test_streams_side_by_side_on_one_connection(site, tmp_path):
         facts, _ = parse_echo((tmp_path / f"echo{i}").read_bytes())
         assert facts["target"] == f"/t/echo?i={i}"
     assert not site.server.unexpected_errors(site.server.new_log())
+
+
+def test_streams_beyond_the_instance_pool_wait_for_a_slot(tmp_path):
+    # mod_http2 runs streams on workers of its own, beside the MPM's
+    # threads. The pool counts its default number of them (3/2 of
+    # ThreadsPerChild, at least 4: 4 + 6 here); with H2MaxWorkers raised
+    # past that, more streams run at once than the pool has instances for,
+    # and those beyond it must wait for a slot, not fail. Three connections
+    # of six one-second streams (mod_http2 starts a connection at six
+    # active streams) keep all 16 workers busy at once.
+    with running(H2C + "H2MaxWorkers 16\n", "event", "h2-pool") as server:
+        lines = server.wait_for_log("pool for 10 requests at once")
+        assert any("pool for 10 requests at once" in line for line in lines), lines
+        url = f"http://127.0.0.1:{server.port}/t/slow"
+        clients = [subprocess.Popen(
+            # Upgrade, not prior knowledge: see the test above.
+            ["curl", "-sS", "--max-time", "60", "--http2", "--parallel",
+             "--parallel-max", "6", "-w", "%{response_code}\n",
+             *[arg for i in range(6) for arg in ("-o", str(tmp_path / f"{n}-{i}"), url)]],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE) for n in range(3)]
+        codes = [code for client in clients for code in client.communicate(timeout=90)[0].split()]
+        assert codes == [b"200"] * 18, (codes, server.peek_log())
+        for body in tmp_path.iterdir():
+            assert body.read_bytes() == b"first\nlast\n"
+        assert not server.unexpected_errors(server.new_log())

@@ -7,6 +7,7 @@ mod linker;
 mod output;
 mod request;
 mod reuse;
+mod room;
 mod serve;
 mod state;
 
@@ -15,9 +16,8 @@ pub use body::{BodySource, ReadError, RequestBody};
 pub use linker::ComponentLinker;
 pub use output::{GuestOutput, LineSink};
 pub use request::{RequestHead, build as build_request};
-pub use reuse::{
-    Reuse, ReuseKey, evict_oldest as evict_idle_instance, set_capacity as set_reuse_capacity,
-};
+pub use reuse::{Reuse, ReuseKey, set_capacity as set_reuse_capacity};
+pub use room::PoolRoom;
 pub(crate) use serve::pool_full;
 pub use serve::{ResponseSink, ServeError, SinkError, serve};
 pub use state::RequestState;

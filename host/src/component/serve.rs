@@ -3,6 +3,7 @@
 //! [`ResponseSink`].
 
 use super::reuse::{self, Instance, Reuse};
+use super::room::PoolRoom;
 use super::{BodySource, RequestBody, RequestFacts, RequestState};
 use crate::log::RequestLog;
 use crate::runtime;
@@ -190,6 +191,7 @@ async fn instance(
         );
         return Ok(idle);
     }
+    let mut room = PoolRoom::new();
     loop {
         let state = RequestState::new(sandbox, facts.clone(), log.clone(), memory_exceeded.clone())
             .map_err(ServeError::Internal)?;
@@ -206,9 +208,10 @@ async fn instance(
                     served: 0,
                 });
             }
-            // Idle instances hold the pool's slots: the oldest makes room.
-            // The half-built store goes first, with the slots it took.
-            Err(e) if e.is::<PoolConcurrencyLimitError>() && reuse::evict_oldest() => {}
+            // Every slot is taken: an idle instance makes room, or a
+            // running request gives its slot back. The half-built store
+            // goes first, with the slots it took.
+            Err(e) if e.is::<PoolConcurrencyLimitError>() && room.make(deadline).await => {}
             Err(e) => return Err(guest_error(&e)),
         }
     }

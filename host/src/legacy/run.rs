@@ -2,7 +2,7 @@
 //! request as stdin and the response as stdout.
 
 use super::{LegacyState, OutputSink, Stdin, Stdout};
-use crate::component::{BodySource, ServeError, evict_idle_instance, pool_full};
+use crate::component::{BodySource, PoolRoom, ServeError, pool_full};
 use crate::log::RequestLog;
 use crate::sandbox::Sandbox;
 use crate::{runtime, ticker};
@@ -78,12 +78,13 @@ async fn execute(
     // request costs a task allocation and a scheduler round trip.
     let guest = async move {
         let started = Instant::now();
+        let mut room = PoolRoom::new();
         let instance = loop {
             match pre.instantiate_async(&mut store).await {
-                // Idle components (WasmInstanceReuse) hold the pool's slots:
-                // the oldest makes room. A failed core instantiation leaves
-                // nothing in the store.
-                Err(e) if e.is::<PoolConcurrencyLimitError>() && evict_idle_instance() => {}
+                // Every slot is taken: an idle component (WasmInstanceReuse)
+                // makes room, or a running request gives its slot back. A
+                // failed core instantiation leaves nothing in the store.
+                Err(e) if e.is::<PoolConcurrencyLimitError>() && room.make(deadline).await => {}
                 result => break result?,
             }
         };
