@@ -267,8 +267,8 @@ def test_streams_beyond_the_instance_pool_wait_for_a_slot(tmp_path):
     # ThreadsPerChild, at least 4: 4 + 6 here); with H2MaxWorkers raised
     # past that, more streams run at once than the pool has instances for,
     # and those beyond it must wait for a slot, not fail. Three connections
-    # of six one-second streams (mod_http2 starts a connection at six
-    # active streams) keep all 16 workers busy at once.
+    # of six one-second streams keep more of them running at once than the
+    # pool's 11 slots (without the wait, some of them were 500s).
     with running(H2C + "H2MaxWorkers 16\n", "event", "h2-pool") as server:
         lines = server.wait_for_log("pool for 10 requests at once")
         assert any("pool for 10 requests at once" in line for line in lines), lines
