@@ -118,8 +118,8 @@ pub fn give_back(reuse: Reuse, mut instance: Instance) {
 }
 
 /// Drops the oldest idle instance, giving its slots back to the pool.
-/// False if none was idle. Whatever instantiates from the pool (a legacy
-/// module too) calls it when the pool is full.
+/// False if none was idle. [`PoolRoom`](super::PoolRoom) calls it for any
+/// new instance (a legacy module's too) that finds the pool full.
 pub fn evict_oldest() -> bool {
     let evicted = {
         let mut idle = idle();

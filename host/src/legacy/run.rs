@@ -77,18 +77,22 @@ async fn execute(
     // nothing else on the thread needs to run while it does, and a spawn per
     // request costs a task allocation and a scheduler round trip.
     let guest = async move {
-        let started = Instant::now();
         let mut room = PoolRoom::new();
         let instance = loop {
+            // Timed per attempt: a wait for a slot is not instantiation.
+            let started = Instant::now();
             match pre.instantiate_async(&mut store).await {
                 // Every slot is taken: an idle component (WasmInstanceReuse)
                 // makes room, or a running request gives its slot back. A
                 // failed core instantiation leaves nothing in the store.
                 Err(e) if e.is::<PoolConcurrencyLimitError>() && room.make(deadline).await => {}
-                result => break result?,
+                result => {
+                    let instance = result?;
+                    meter.instantiated(started.elapsed());
+                    break instance;
+                }
             }
         };
-        meter.instantiated(started.elapsed());
         if entry != INITIALIZE
             && let Ok(initialize) = instance.get_typed_func::<(), ()>(&mut store, INITIALIZE)
         {
