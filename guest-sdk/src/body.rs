@@ -37,18 +37,22 @@ enum Inner {
     Writer(WriteFn),
 }
 
-/// A body arriving from the host. The fields drop in order: a stream
+/// A body arriving from the host, opened when it is first read: a handler
+/// that never reads its request's body (most GETs) makes none of the four
+/// host calls that open and close it. The fields drop in order: a stream
 /// before its body, a body before the request or response it came from
 /// (the host refuses to drop a parent whose child is alive).
 pub(crate) struct Incoming {
     stream: Option<InputStream>,
-    _body: IncomingBody,
-    _parent: Parent,
+    _body: Option<IncomingBody>,
+    parent: Parent,
+    /// `consume` was called: the body is open, or was read to its end.
+    opened: bool,
 }
 
 pub(crate) enum Parent {
-    Request(#[allow(dead_code, reason = "kept alive, not read")] IncomingRequest),
-    Response(#[allow(dead_code, reason = "kept alive, not read")] IncomingResponse),
+    Request(IncomingRequest),
+    Response(IncomingResponse),
 }
 
 impl Body {
@@ -102,29 +106,21 @@ impl Body {
             .map_err(|e| Error::Json(e.to_string()))
     }
 
-    pub(crate) fn incoming(request: IncomingRequest) -> Result<Self, Error> {
-        let body = request
-            .consume()
-            .map_err(|()| Error::Body("already taken"))?;
-        Body::incoming_body(body, Parent::Request(request))
+    pub(crate) fn incoming(request: IncomingRequest) -> Self {
+        Body::incoming_from(Parent::Request(request))
     }
 
-    pub(crate) fn incoming_response(response: IncomingResponse) -> Result<Self, Error> {
-        let body = response
-            .consume()
-            .map_err(|()| Error::Body("already taken"))?;
-        Body::incoming_body(body, Parent::Response(response))
+    pub(crate) fn incoming_response(response: IncomingResponse) -> Self {
+        Body::incoming_from(Parent::Response(response))
     }
 
-    fn incoming_body(body: IncomingBody, parent: Parent) -> Result<Self, Error> {
-        let stream = body
-            .stream()
-            .map_err(|()| Error::Body("stream already taken"))?;
-        Ok(Body::from_inner(Inner::Incoming(Incoming {
-            stream: Some(stream),
-            _body: body,
-            _parent: parent,
-        })))
+    fn incoming_from(parent: Parent) -> Self {
+        Body::from_inner(Inner::Incoming(Incoming {
+            stream: None,
+            _body: None,
+            parent,
+            opened: false,
+        }))
     }
 
     fn from_inner(inner: Inner) -> Self {
@@ -248,9 +244,27 @@ impl Body {
 }
 
 impl Incoming {
+    /// The body's stream, opened on the first call; `None` once it ended.
+    fn stream(&mut self) -> Result<Option<&InputStream>, Error> {
+        if !self.opened {
+            self.opened = true;
+            let body = match &self.parent {
+                Parent::Request(request) => request.consume(),
+                Parent::Response(response) => response.consume(),
+            }
+            .map_err(|()| Error::Body("already taken"))?;
+            let stream = body
+                .stream()
+                .map_err(|()| Error::Body("stream already taken"))?;
+            self._body = Some(body);
+            self.stream = Some(stream);
+        }
+        Ok(self.stream.as_ref())
+    }
+
     fn read(&mut self) -> Result<Option<Bytes>, Error> {
         loop {
-            let Some(stream) = &self.stream else {
+            let Some(stream) = self.stream()? else {
                 return Ok(None);
             };
             match stream.blocking_read(READ_SIZE) {
@@ -264,7 +278,7 @@ impl Incoming {
 
     async fn read_async(&mut self) -> Result<Option<Bytes>, Error> {
         loop {
-            let Some(stream) = &self.stream else {
+            let Some(stream) = self.stream()? else {
                 return Ok(None);
             };
             match stream.read(READ_SIZE) {

@@ -104,6 +104,6 @@ fn into_response(response: IncomingResponse) -> Result<Response, Error> {
         *map = headers;
     }
     builder
-        .body(Body::incoming_response(response)?)
+        .body(Body::incoming_response(response))
         .map_err(|e| Error::InvalidRequest(e.to_string()))
 }

@@ -39,7 +39,7 @@ pub(crate) fn from_incoming(raw: IncomingRequest) -> Result<Request, Error> {
         *map = headers;
     }
     request
-        .body(Body::incoming(raw)?)
+        .body(Body::incoming(raw))
         .map_err(|e| Error::InvalidRequest(e.to_string()))
 }
 

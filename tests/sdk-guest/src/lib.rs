@@ -74,6 +74,12 @@ fn routes() -> Router {
                 Ok(())
             })
         })
+        // Answers without reading the body: guest-sdk never opens it.
+        .route(
+            Method::POST,
+            "/sdk/ignore-body",
+            |_req: Request| "not read\n",
+        )
         .get("/sdk/slow", |req: Request| {
             let ms: u64 = req.query("ms").and_then(|n| n.parse().ok()).unwrap_or(100);
             std::thread::sleep(std::time::Duration::from_millis(ms));
