@@ -44,10 +44,9 @@ enum Inner {
 /// (the host refuses to drop a parent whose child is alive).
 pub(crate) struct Incoming {
     stream: Option<InputStream>,
-    _body: Option<IncomingBody>,
+    /// Set once the body is open; its stream is `None` again at the end.
+    body: Option<IncomingBody>,
     parent: Parent,
-    /// `consume` was called: the body is open, or was read to its end.
-    opened: bool,
 }
 
 pub(crate) enum Parent {
@@ -117,9 +116,8 @@ impl Body {
     fn incoming_from(parent: Parent) -> Self {
         Body::from_inner(Inner::Incoming(Incoming {
             stream: None,
-            _body: None,
+            body: None,
             parent,
-            opened: false,
         }))
     }
 
@@ -246,8 +244,7 @@ impl Body {
 impl Incoming {
     /// The body's stream, opened on the first call; `None` once it ended.
     fn stream(&mut self) -> Result<Option<&InputStream>, Error> {
-        if !self.opened {
-            self.opened = true;
+        if self.body.is_none() {
             let body = match &self.parent {
                 Parent::Request(request) => request.consume(),
                 Parent::Response(response) => response.consume(),
@@ -256,7 +253,7 @@ impl Incoming {
             let stream = body
                 .stream()
                 .map_err(|()| Error::Body("stream already taken"))?;
-            self._body = Some(body);
+            self.body = Some(body);
             self.stream = Some(stream);
         }
         Ok(self.stream.as_ref())
