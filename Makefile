@@ -57,9 +57,9 @@ cli: deps
 
 guests: deps $(WASM_DIR)/python_hello.wasm $(WASM_DIR)/js_hello.wasm target/cargo-component/hello.wasm
 	$(CARGO) build --release --locked --target $(WASM_TARGET) $(SDK_GUESTS:%=-p %) -p test-guest \
-	    -p sdk-test-guest
+	    -p sdk-test-guest -p hostile-guest
 	$(CARGO) build --release --locked --target $(WASIP1_TARGET) -p legacy-hello -p cgi-echo \
-	    -p list-dir -p legacy-test-guest
+	    -p list-dir -p legacy-test-guest -p hostile-cgi
 	clang $(C_GUEST_CFLAGS) -o $(WASIP1_DIR)/c_cgi.wasm examples/c-cgi/cgi.c
 
 # Python and JavaScript examples, with componentize-py (PyPI) and
@@ -149,10 +149,10 @@ test: build
 lint: deps
 	$(CARGO) clippy --release --locked -p mod-wasm-host -p mod-wasm-cli -- -D warnings
 	$(CARGO) clippy --release --locked --target $(WASM_TARGET) -p mod-wasm-guest $(SDK_GUESTS:%=-p %) \
-	    -p test-guest -p sdk-test-guest -- -D warnings
+	    -p test-guest -p sdk-test-guest -p hostile-guest -- -D warnings
 	$(CARGO) clippy --release --locked -p mod-wasm-guest -p mod-wasm-guest-macro --all-targets -- -D warnings
 	$(CARGO) clippy --release --locked --target $(WASIP1_TARGET) -p legacy-hello -p cgi-echo \
-	    -p list-dir -p legacy-test-guest -- -D warnings
+	    -p list-dir -p legacy-test-guest -p hostile-cgi -- -D warnings
 
 # Throughput and latency against Apache's static path, event and prefork,
 # plus the host's in-process cost per request (not part of `make test`).

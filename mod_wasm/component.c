@@ -20,19 +20,6 @@ static mw_bytes bytes_of(const char *s)
     return (mw_bytes){(const uint8_t *)s, s ? strlen(s) : 0};
 }
 
-/* A Content-Length value: digits only, no sign, no overflow. */
-static int parse_length(const char *value, apr_off_t *length)
-{
-    char *end;
-    const char *p;
-    for (p = value; *p; p++) {
-        if (!apr_isdigit(*p)) {
-            return 0;
-        }
-    }
-    return *value && apr_strtoff(length, value, &end, 10) == APR_SUCCESS && *end == '\0';
-}
-
 /* Puts the guest's status and headers on the request. */
 static uint32_t send_head(void *ctx, uint16_t status, const mw_header *headers,
                           size_t headers_len)
@@ -61,13 +48,21 @@ static uint32_t send_head(void *ctx, uint16_t status, const mw_header *headers,
             ap_set_content_type(r, value);
         }
         else if (strcasecmp(name, "Content-Length") == 0) {
-            apr_off_t length;
-            if (!parse_length(value, &length)) {
+            if (!mw_declare_length(x, value)) {
                 ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                              "MW00011: the guest sent an invalid Content-Length '%s'", value);
+                              "MW00011: the guest sent an invalid Content-Length '%s' (digits "
+                              "only, and the same in every field)", value);
                 return MW_IO_FAILED;
             }
-            ap_set_content_length(r, length);
+            ap_set_content_length(r, x->declared);
+        }
+        else if (mw_is_hop_by_hop(name)) {
+            /* wasi:http refuses these already (wasmtime's forbidden
+             * headers); the framing must not rest on that alone. */
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                          "MW00042: the guest sent the hop-by-hop field %s for %s (%s); "
+                          "dropped (Apache frames the response)", name, r->uri,
+                          x->conf->where);
         }
         else {
             apr_table_addn(r->headers_out, name, value);

@@ -9,6 +9,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "apr_atomic.h"
+#include "apr_lib.h"
 #include "apr_strings.h"
 
 APLOG_USE_MODULE(wasm);
@@ -21,20 +22,147 @@ void mw_exchange_init(mw_exchange_ctx *x, request_rec *r, const mw_dir_config *c
     x->out = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     x->read_status = OK;
     x->err_headers = apr_table_copy(r->pool, r->err_headers_out);
+    x->declared = -1;
+    x->timeout = apr_time_from_msec(conf->timeout_ms ? conf->timeout_ms : DEFAULT_TIMEOUT_MS);
+    x->deadline = apr_time_now() + x->timeout;
     ap_add_output_filter(MW_RESPONSE_FILTER, x, r, r->connection);
+}
+
+/* A Content-Length value: digits only, no sign, no overflow. */
+static int parse_length(const char *value, apr_off_t *length)
+{
+    char *end;
+    const char *p;
+    for (p = value; *p; p++) {
+        if (!apr_isdigit(*p)) {
+            return 0;
+        }
+    }
+    return *value && apr_strtoff(length, value, &end, 10) == APR_SUCCESS && *end == '\0';
+}
+
+int mw_declare_length(mw_exchange_ctx *x, const char *value)
+{
+    apr_off_t length;
+
+    if (!parse_length(value, &length) || (x->declared >= 0 && length != x->declared)) {
+        return 0;
+    }
+    x->declared = length;
+    return 1;
+}
+
+/* Connection-level fields, and those that only make sense with them. */
+static const char *const hop_by_hop[] = {
+    "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding",
+    "TE", "Trailer", "Upgrade", "HTTP2-Settings", NULL};
+
+int mw_is_hop_by_hop(const char *name)
+{
+    const char *const *hop;
+
+    for (hop = hop_by_hop; *hop; hop++) {
+        if (strcasecmp(name, *hop) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+const char *mw_drop_hop_by_hop(request_rec *r)
+{
+    const char *dropped = NULL;
+    const char *const *name;
+
+    for (name = hop_by_hop; *name; name++) {
+        if (apr_table_get(r->headers_out, *name) || apr_table_get(r->err_headers_out, *name)) {
+            dropped = dropped ? apr_pstrcat(r->pool, dropped, ", ", *name, NULL) : *name;
+            apr_table_unset(r->headers_out, *name);
+            apr_table_unset(r->err_headers_out, *name);
+        }
+    }
+    return dropped;
+}
+
+/* The response's framing is Apache's: body bytes past the declared length
+ * would sit on a kept-alive connection as the start of the next response
+ * (response smuggling). What fits goes out, the rest is dropped here, before
+ * any output filter sees it, and the caller cuts the response. */
+static void keep_to_declared(mw_exchange_ctx *x)
+{
+    apr_off_t len = 0;
+    apr_bucket *cut;
+
+    if (x->declared < 0) {
+        return;
+    }
+    /* Every bucket here has a known length (transient, pool, metadata). */
+    apr_brigade_length(x->out, 0, &len);
+    if (len >= 0 && len > x->declared - x->body_sent) {
+        len = x->declared - x->body_sent;
+        if (apr_brigade_partition(x->out, len, &cut) == APR_SUCCESS) {
+            while (cut != APR_BRIGADE_SENTINEL(x->out)) {
+                apr_bucket *next = APR_BUCKET_NEXT(cut);
+                apr_bucket_delete(cut);
+                cut = next;
+            }
+        }
+        else {
+            apr_brigade_cleanup(x->out);
+            len = 0;
+        }
+        x->overran = 1;
+    }
+    x->body_sent += len;
+}
+
+/* While the guest runs, a client that does not read holds its instance:
+ * a write may wait for the socket as long as the request's WasmTimeout has
+ * left, not Apache's Timeout if that is longer. Over HTTP/2 the socket is
+ * mod_http2's, shared by every stream, and its own timeouts apply. */
+static apr_status_t pass_within_deadline(mw_exchange_ctx *x)
+{
+    conn_rec *c = x->r->connection;
+    apr_socket_t *s = c->master ? NULL : ap_get_conn_socket(c);
+    apr_interval_time_t apache = x->r->server->timeout, before = 0;
+    apr_interval_time_t left = x->deadline - apr_time_now();
+    int shortened = s && left < apache && apr_socket_timeout_get(s, &before) == APR_SUCCESS;
+    apr_status_t rv;
+
+    /* Between two positive timeouts APR makes no system call. */
+    if (shortened) {
+        apr_socket_timeout_set(s, left > 0 ? left : 1);
+    }
+    rv = ap_pass_brigade(x->r->output_filters, x->out);
+    if (shortened) {
+        apr_socket_timeout_set(s, before);
+    }
+    if (APR_STATUS_IS_TIMEUP(rv) && !x->write_limit) {
+        x->write_limit = shortened ? "WasmTimeout" : "Timeout";
+        x->write_limit_time = shortened ? x->timeout : apache;
+    }
+    return rv;
+}
+
+static uint32_t pass(mw_exchange_ctx *x, int bounded)
+{
+    apr_status_t rv;
+
+    keep_to_declared(x);
+    rv = bounded ? pass_within_deadline(x) : ap_pass_brigade(x->r->output_filters, x->out);
+    apr_brigade_cleanup(x->out);
+    x->passed = 1;
+    if (x->r->connection->aborted) {
+        x->client_gone = 1;
+    }
+    return rv == APR_SUCCESS && !x->client_gone && !x->overran ? MW_IO_OK : MW_IO_FAILED;
 }
 
 /* A failure is either the client going away or a filter failing;
  * mw_finish() tells them apart. */
 uint32_t mw_pass_out(mw_exchange_ctx *x)
 {
-    apr_status_t rv = ap_pass_brigade(x->r->output_filters, x->out);
-    apr_brigade_cleanup(x->out);
-    x->passed = 1;
-    if (x->r->connection->aborted) {
-        x->client_gone = 1;
-    }
-    return rv == APR_SUCCESS && !x->client_gone ? MW_IO_OK : MW_IO_FAILED;
+    return pass(x, 1);
 }
 
 /* Once the response has begun, an error bucket from anywhere (HTTP_IN sends
@@ -165,6 +293,40 @@ void mw_forget_head(mw_exchange_ctx *x)
     r->content_type = NULL;
     r->clength = 0;
     apr_table_clear(r->headers_out);
+    x->declared = -1;
+}
+
+/* Whether the body that went out is shorter than the guest declared, where
+ * that matters: a HEAD request and a 204 or 304 carry no body. */
+static int body_short(const mw_exchange_ctx *x)
+{
+    const request_rec *r = x->r;
+    return x->declared >= 0 && x->body_sent < x->declared && !r->header_only &&
+           !AP_STATUS_IS_HEADER_ONLY(r->status);
+}
+
+/* The head is out: the only honest signal left is to cut the response (no
+ * last chunk, connection closed), never a clean-looking end. */
+static void cut(mw_exchange_ctx *x)
+{
+    request_rec *r = x->r;
+    apr_bucket_alloc_t *alloc = r->connection->bucket_alloc;
+
+    r->connection->keepalive = AP_CONN_CLOSE;
+    if (!r->eos_sent) {
+        APR_BRIGADE_INSERT_TAIL(x->out,
+                                ap_bucket_error_create(HTTP_BAD_GATEWAY, NULL, r->pool, alloc));
+        APR_BRIGADE_INSERT_TAIL(x->out, apr_bucket_eos_create(alloc));
+        pass(x, 0);
+    }
+}
+
+/* The guest broke its own framing: its fault, counted as a guest error. */
+static void framing_failed(mw_exchange_ctx *x)
+{
+    mw_stats_count(x->conf->stats, MW_ERROR_KIND_GUEST, true);
+    apr_table_setn(x->r->notes, "wasm-error", "guest");
+    cut(x);
 }
 
 int mw_finish(mw_exchange_ctx *x, mw_result rv, const char *err)
@@ -173,10 +335,28 @@ int mw_finish(mw_exchange_ctx *x, mw_result rv, const char *err)
     const char *where = x->conf->where;
     apr_bucket_alloc_t *alloc = r->connection->bucket_alloc;
 
+    if (x->overran) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "MW00037: the guest wrote more than the %" APR_OFF_T_FMT
+                      " bytes its Content-Length declared for %s (%s); sent those, dropped "
+                      "the rest, cut the response", x->declared, r->uri, where);
+        framing_failed(x);
+        return OK;
+    }
+    if (rv == MW_RESULT_OK && body_short(x)) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "MW00038: the guest ended its body after %" APR_OFF_T_FMT " of the %"
+                      APR_OFF_T_FMT " bytes its Content-Length declared for %s (%s); cut the "
+                      "response", x->body_sent, x->declared, r->uri, where);
+        framing_failed(x);
+        return OK;
+    }
     if (rv == MW_RESULT_OK) {
         if (!r->eos_sent) {
+            /* The guest is done and its instance gone: what is left to
+             * write waits as Apache's writes do. */
             APR_BRIGADE_INSERT_TAIL(x->out, apr_bucket_eos_create(alloc));
-            mw_pass_out(x);
+            pass(x, 0);
         }
         return OK;
     }
@@ -191,9 +371,26 @@ int mw_finish(mw_exchange_ctx *x, mw_result rv, const char *err)
                           describe(rv), r->uri, where, err);
             return HTTP_GATEWAY_TIME_OUT;
         }
+        if (rv == MW_RESULT_BAD_REQUEST) {
+            /* The client's mistake, logged as Apache logs its own 400s. */
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "MW00039: %s for %s (%s): %s",
+                          describe(rv), r->uri, where, err);
+            return HTTP_BAD_REQUEST;
+        }
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MW00012: %s for %s (%s): %s",
                       describe(rv), r->uri, where, err);
-        return rv == MW_RESULT_BAD_REQUEST ? HTTP_BAD_REQUEST : HTTP_INTERNAL_SERVER_ERROR;
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (x->write_limit) {
+        /* The client's doing, not the guest's: info, as Apache logs its own
+         * write timeouts. */
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "MW00043: the client stopped reading the response for %s (%s) and %s "
+                      "(%" APR_TIME_T_FMT " ms) ran out; the guest was stopped and the "
+                      "connection closed", r->uri, where, x->write_limit,
+                      apr_time_as_msec(x->write_limit_time));
+        r->connection->keepalive = AP_CONN_CLOSE;
+        return OK;
     }
     if (x->client_gone) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
@@ -201,18 +398,10 @@ int mw_finish(mw_exchange_ctx *x, mw_result rv, const char *err)
                       r->uri, where);
         return OK;
     }
-    /* The head is out: the only honest signal left is to cut the response
-     * (no last chunk, connection closed), never a clean-looking end. */
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                   "MW00014: %s after the response began, cutting it, for %s (%s): %s",
                   describe(rv), r->uri, where, err);
-    r->connection->keepalive = AP_CONN_CLOSE;
-    if (!r->eos_sent) {
-        APR_BRIGADE_INSERT_TAIL(x->out,
-                                ap_bucket_error_create(HTTP_BAD_GATEWAY, NULL, r->pool, alloc));
-        APR_BRIGADE_INSERT_TAIL(x->out, apr_bucket_eos_create(alloc));
-        mw_pass_out(x);
-    }
+    cut(x);
     return OK;
 }
 

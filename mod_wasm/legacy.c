@@ -48,6 +48,45 @@ static int head_complete(const char *buf, apr_size_t len)
     return 0;
 }
 
+/* One Content-Length value of the CGI headers, for apr_table_do. */
+static int declare_length(void *ctx, const char *key, const char *value)
+{
+    legacy_ctx *lc = ctx;
+    (void)key;
+    if (!mw_declare_length(&lc->x, value)) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, lc->x.r,
+                      "MW00040: %s (%s) sent an invalid Content-Length '%s' in its CGI headers "
+                      "(digits only, and the same in every field)", lc->x.r->uri,
+                      lc->x.conf->where, value);
+        return 0;
+    }
+    return 1;
+}
+
+/* The framing is Apache's: a module's hop-by-hop fields are dropped (its
+ * Transfer-Encoding would announce chunks nobody writes), and its
+ * Content-Length must be a length, which mw_pass_out then holds its body
+ * to. HTTP_BAD_GATEWAY when the length is not one. */
+static int frame_head(legacy_ctx *lc, int ret)
+{
+    request_rec *r = lc->x.r;
+    const char *dropped = mw_drop_hop_by_hop(r);
+
+    if (dropped) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "MW00041: %s (%s) sent %s in its CGI headers; dropped (Apache frames "
+                      "the response)", r->uri, lc->x.conf->where, dropped);
+    }
+    if (!apr_table_do(declare_length, lc, r->headers_out, "Content-Length", NULL)) {
+        return HTTP_BAD_GATEWAY;
+    }
+    if (lc->x.declared >= 0) {
+        /* One field, however many the module wrote. */
+        ap_set_content_length(r, lc->x.declared);
+    }
+    return ret;
+}
+
 /* Reads the CGI headers buffered so far with httpd's parser, and decides
  * what happens to the body. MW_IO_FAILED stops the guest: its output is
  * not a response. */
@@ -65,6 +104,9 @@ static uint32_t read_head(legacy_ctx *lc)
                                                            alloc));
     }
     ret = ap_scan_script_header_err_brigade_ex(r, bb, NULL, APLOG_MODULE_INDEX);
+    if (ret == OK || ret == HTTP_NOT_MODIFIED || ret == HTTP_PRECONDITION_FAILED) {
+        ret = frame_head(lc, ret);
+    }
     if (ret == HTTP_NOT_MODIFIED || ret == HTTP_PRECONDITION_FAILED) {
         /* The script's validators meet the request's conditions. */
         lc->answer = ret;

@@ -93,12 +93,33 @@ typedef struct {
     int passed;              /* a brigade went out: the head is on the wire */
     int client_gone;         /* the connection was aborted                  */
     apr_table_t *err_headers; /* r->err_headers_out before the guest ran    */
+    apr_off_t declared;      /* the guest's Content-Length, or -1: what
+                              * mw_pass_out lets through, and no byte more  */
+    apr_off_t body_sent;     /* body bytes passed so far                    */
+    int overran;             /* the guest wrote past `declared`: the excess
+                              * was dropped and the response is cut         */
+    apr_interval_time_t timeout; /* WasmTimeout                            */
+    apr_time_t deadline;     /* when it runs out: writes to the client while
+                              * the guest runs end then, as the guest does  */
+    const char *write_limit; /* the limit a write to the client ran into
+                              * ("WasmTimeout", "Timeout"), or NULL         */
+    apr_interval_time_t write_limit_time; /* and its length                 */
 } mw_exchange_ctx;
 
 /* Serving, in either mode (exchange.c). */
 void mw_exchange_init(mw_exchange_ctx *x, request_rec *r, const mw_dir_config *conf);
-/* Passes x->out down the output filters. */
+/* Passes x->out down the output filters, never a body byte beyond the
+ * declared length (MW_IO_FAILED, x->overran set, when it dropped some). */
 uint32_t mw_pass_out(mw_exchange_ctx *x);
+/* Sets x->declared from a guest's Content-Length values (a component's
+ * fields, a module's CGI headers): every value must be digits only and the
+ * same; 0 and a logged reason (tag, what the guest is) when they are not. */
+int mw_declare_length(mw_exchange_ctx *x, const char *value);
+/* Drops the hop-by-hop fields (RFC 9110 7.6.1) from r's response headers:
+ * Apache frames the response and manages the connection, never the guest.
+ * Returns the names it dropped, comma-separated, or NULL. */
+const char *mw_drop_hop_by_hop(request_rec *r);
+int mw_is_hop_by_hop(const char *name);
 /* mw_exchange callbacks: read_body and log, with an mw_exchange_ctx. */
 uint32_t mw_read_body(void *ctx, uint8_t *buf, size_t buf_len, size_t *read_out);
 void mw_log_line(void *ctx, uint32_t kind, const uint8_t *text, size_t len);

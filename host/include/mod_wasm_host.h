@@ -27,6 +27,10 @@
 // The most lookups in flight per process.
 #define MAX_LOOKUPS 16
 
+// [`DEFAULT_TIMEOUT`] in milliseconds, for the C side, which bounds the
+// writes to a client by the same deadline.
+#define DEFAULT_TIMEOUT_MS 60000
+
 // `WasmMemoryLimit` when none is configured: per linear memory.
 #define DEFAULT_MEMORY_LIMIT (128 << 20)
 

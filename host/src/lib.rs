@@ -41,4 +41,5 @@ mod runtime;
 pub mod sandbox;
 pub mod stats;
 pub mod stdio;
+mod symlinks;
 pub mod ticker;

@@ -12,7 +12,11 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 /// `WasmTimeout` when none is configured.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(DEFAULT_TIMEOUT_MS);
+
+/// [`DEFAULT_TIMEOUT`] in milliseconds, for the C side, which bounds the
+/// writes to a client by the same deadline.
+pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
 
 /// `WasmMemoryLimit` when none is configured: per linear memory.
 pub const DEFAULT_MEMORY_LIMIT: usize = 128 << 20;

@@ -17,6 +17,7 @@ impl ComponentLinker {
     pub fn new(engine: &Engine) -> wasmtime::Result<Self> {
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        crate::symlinks::refuse_in_components(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         super::apache::add_to_linker(&mut linker)?;
         Ok(ComponentLinker(linker))

@@ -189,6 +189,23 @@ impl BodySource for CBody {
     }
 }
 
+/// `text` with each NUL byte written as `\0`. The C side logs through a
+/// format string, where a NUL would end the line early and hide the rest
+/// of it; Apache escapes every other control byte itself.
+fn nul_visible(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !text.contains(&0) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = Vec::with_capacity(text.len() + 8);
+    for &b in text {
+        match b {
+            0 => out.extend_from_slice(b"\\0"),
+            b => out.push(b),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 type LogFn = unsafe extern "C" fn(ctx: *mut c_void, kind: u32, line: *const u8, len: usize);
 type GuestLogFn = unsafe extern "C" fn(ctx: *mut c_void, level: u32, text: *const u8, len: usize);
 
@@ -224,6 +241,7 @@ impl RequestLog for CLog {
             && self.alive.load(Ordering::Acquire)
         {
             let kind = mw_log_kind::from(kind) as u32;
+            let line = nul_visible(line);
             // SAFETY: the request is alive; `line` outlives the call.
             unsafe { log(self.ctx, kind, line.as_ptr(), line.len()) };
         }
@@ -233,6 +251,7 @@ impl RequestLog for CLog {
         if let Some(guest_log) = self.guest_log
             && self.alive.load(Ordering::Acquire)
         {
+            let text = nul_visible(text);
             // SAFETY: the request is alive; `text` outlives the call.
             unsafe { guest_log(self.ctx, level.into(), text.as_ptr(), text.len()) };
         }
@@ -316,5 +335,16 @@ impl OutputSink for COutput {
         } else {
             Err(SinkError)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nul_visible;
+
+    #[test]
+    fn a_nul_is_written_as_backslash_zero_and_the_rest_kept() {
+        assert_eq!(&*nul_visible(b"plain \x1b text"), b"plain \x1b text");
+        assert_eq!(&*nul_visible(b"a\0b\0"), b"a\\0b\\0");
     }
 }

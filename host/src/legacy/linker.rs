@@ -14,6 +14,7 @@ impl ModuleLinker {
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut LegacyState| {
             state.wasi()
         })?;
+        crate::symlinks::refuse_in_modules(&mut linker)?;
         Ok(ModuleLinker(linker))
     }
 

@@ -14,4 +14,4 @@ mod send;
 
 pub use address::is_public;
 pub use rule::OutgoingRule;
-pub use send::OutgoingHooks;
+pub use send::{OutgoingHooks, permitted_addresses};

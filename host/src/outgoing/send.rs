@@ -8,7 +8,7 @@ use crate::sandbox::MAX_BODY_CHUNK;
 use http::uri::Scheme;
 use http_body_util::BodyExt;
 use std::future::{Future, poll_fn};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
@@ -199,6 +199,13 @@ fn check(rules: &[Arc<OutgoingRule>], uri: &http::Uri) -> Result<Checked, Refusa
         Some(scheme) if *scheme == Scheme::HTTP => false,
         _ => return Err(Refusal::Denied("only http and https are supported".into())),
     };
+    // `user@host` would be sent whole as the Host header, so that the
+    // server sees a name no rule was checked against.
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(Refusal::Denied(
+            "an outgoing authority may not carry userinfo (user@host)".into(),
+        ));
+    }
     let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let target = Target::from_uri_host(host).map_err(|_| Error::HttpRequestUriInvalid)?;
@@ -224,6 +231,33 @@ fn check(rules: &[Arc<OutgoingRule>], uri: &http::Uri) -> Result<Checked, Refusa
     })
 }
 
+/// Whether a checked request may connect to `ip`: an address or network
+/// rule names it, or a name rule matched and it is public.
+fn reachable(rules: &[Arc<OutgoingRule>], https: bool, named: bool, ip: IpAddr, port: u16) -> bool {
+    rules.iter().any(|rule| rule.covers(https, ip, port)) || (named && is_public(ip))
+}
+
+/// The addresses among `resolved` (what the host of `uri` resolved to; an
+/// address literal resolves to itself) that a guest's request for `uri`
+/// may connect to under `rules`, or why it may not be sent at all: the
+/// whole allow-list decision, without the network. `send_request` makes
+/// the same two checks around its lookup.
+pub fn permitted_addresses(
+    rules: &[Arc<OutgoingRule>],
+    uri: &http::Uri,
+    resolved: &[IpAddr],
+) -> Result<Vec<IpAddr>, String> {
+    let checked = check(rules, uri).map_err(|refusal| match refusal {
+        Refusal::Denied(why) | Refusal::Prohibited(why) | Refusal::Limited(why) => why,
+        Refusal::Failed(error) => error.to_string(),
+    })?;
+    Ok(resolved
+        .iter()
+        .copied()
+        .filter(|&ip| reachable(rules, checked.https, checked.named, ip, checked.port))
+        .collect())
+}
+
 async fn send(
     rules: &[Arc<OutgoingRule>],
     checked: Checked,
@@ -237,7 +271,6 @@ async fn send(
         named,
     } = checked;
     let uri = request.uri().clone();
-    let covered = |ip| rules.iter().any(|rule| rule.covers(https, ip, port));
     let options = options.unwrap_or_default();
     let connect_timeout = options
         .connect_timeout
@@ -248,7 +281,7 @@ async fn send(
     let allowed: Vec<SocketAddr> = addresses
         .iter()
         .copied()
-        .filter(|a| covered(a.ip()) || (named && is_public(a.ip())))
+        .filter(|a| reachable(rules, https, named, a.ip(), port))
         .collect();
     if allowed.is_empty() {
         return Err(Refusal::Prohibited(format!(
@@ -408,4 +441,46 @@ where
         }
     });
     Ok((response, io))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(texts: &[&str]) -> Vec<Arc<OutgoingRule>> {
+        texts
+            .iter()
+            .map(|t| Arc::new(OutgoingRule::parse(t).unwrap()))
+            .collect()
+    }
+
+    fn ips(texts: &[&str]) -> Vec<IpAddr> {
+        texts.iter().map(|t| t.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn userinfo_is_refused_before_anything_else() {
+        let uri: http::Uri = "http://public.example.com@127.0.0.1:8080/".parse().unwrap();
+        let why = permitted_addresses(&rules(&["*://*:*", "http://127.0.0.1:8080"]), &uri, &[])
+            .unwrap_err();
+        assert!(why.contains("userinfo"), "{why}");
+    }
+
+    #[test]
+    fn a_wildcard_reaches_public_addresses_only() {
+        let uri: http::Uri = "http://api.example.com/x".parse().unwrap();
+        let resolved = ips(&["127.0.0.1", "10.1.2.3", "93.184.215.14", "::ffff:127.0.0.1"]);
+        let allowed = permitted_addresses(&rules(&["*"]), &uri, &resolved).unwrap();
+        assert_eq!(allowed, ips(&["93.184.215.14"]));
+    }
+
+    #[test]
+    fn an_address_rule_reaches_its_address_on_its_port_only() {
+        let local = rules(&["http://127.0.0.1:8080"]);
+        let uri: http::Uri = "http://127.0.0.1:8080/".parse().unwrap();
+        let allowed = permitted_addresses(&local, &uri, &ips(&["127.0.0.1"])).unwrap();
+        assert_eq!(allowed, ips(&["127.0.0.1"]));
+        let other_port: http::Uri = "http://127.0.0.1:8081/".parse().unwrap();
+        assert!(permitted_addresses(&local, &other_port, &ips(&["127.0.0.1"])).is_err());
+    }
 }
