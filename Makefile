@@ -26,8 +26,8 @@ C_HEADERS    := $(wildcard mod_wasm/*.h) host/include/mod_wasm_host.h
 # Rust's standard library needs these from the system when linked statically.
 RUST_LIBS    := -lgcc_s -lutil -lrt -lpthread -lm -ldl
 
-.PHONY: all build deps host cli guests site module install deb run test unit e2e lint bench header \
-	clean FORCE
+.PHONY: all build deps host cli guests site module install deb run test unit e2e lint bench soak \
+	fuzz header clean FORCE
 
 all: build
 
@@ -159,6 +159,17 @@ lint: deps
 bench: build
 	$(CARGO) build --release --locked -p mod-wasm-host --example instantiate
 	$(PYTHON) scripts/bench
+
+# Mixed traffic with faults, graceful restarts and a killed child against
+# each MPM, and what survived it (scripts/soak; not part of `make test`).
+soak: build
+	$(PYTHON) scripts/soak
+
+# Each fuzz target for FUZZ_SECONDS (default 60) with libFuzzer
+# (scripts/fuzz; fuzz/ is a workspace of its own, built with coverage
+# instrumentation).
+fuzz: deps
+	scripts/fuzz
 
 # Regenerates the committed C header after a change to host/src/ffi.
 header:

@@ -153,6 +153,8 @@ BAD_DIRECTIVES = {
     "outgoing-path": ("WasmAllowOutgoing http://example.com/api",
                       "not a path"),
     "outgoing-port": ("WasmAllowOutgoing example.com:99999", "is not 1-65535"),
+    # Unbracketed, ::1 once read as :: on port 1.
+    "outgoing-ipv6": ("WasmAllowOutgoing http://::1", "an IPv6 address goes in brackets"),
 }
 
 

@@ -271,8 +271,22 @@ def test_a_writable_grant_reads_nothing_outside_it(apache, path):
     assert r.body.startswith(b"refused: "), r.body
 
 
-# The network (the loopback forms a wildcard rule refuses are in
+# The network: a wildcard rule reaches public addresses only, however the
+# loopback address is spelt (127.0.0.1, localhost and [::1] are in
 # test_capabilities.py).
+
+@pytest.mark.parametrize("authority", [
+    "2130706433:{port}", "0x7f000001:{port}", "0177.0.0.1:{port}", "127.1:{port}",
+    "[::ffff:127.0.0.1]:{port}", "[::ffff:7f00:1]:{port}", "0.0.0.0:{port}", "[::]:{port}",
+    "localhost.:{port}",
+])
+def test_a_wildcard_rule_reaches_no_spelling_of_loopback(apache, authority):
+    authority = authority.format(port=apache.port)
+    r = request(apache.port, "GET", f"/wild/fetch?url=http://{authority}/hello/x")
+    assert r.status == 502, r.body
+    assert r.body.startswith(b"error: ErrorCode::"), r.body
+    assert b"test guest" not in r.body
+
 
 def test_userinfo_in_an_outgoing_authority_is_refused(apache):
     r = request(apache.port, "GET",

@@ -13,5 +13,5 @@ mod rule;
 mod send;
 
 pub use address::is_public;
-pub use rule::OutgoingRule;
+pub use rule::{OutgoingRule, Target};
 pub use send::{OutgoingHooks, permitted_addresses};

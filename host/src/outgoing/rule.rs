@@ -97,6 +97,11 @@ impl OutgoingRule {
                 },
             }
         } else {
+            // Without brackets an IPv6 address cannot be told from its
+            // port: `::1` would read as `::` on port 1.
+            if rest.matches(':').count() > 1 {
+                return fail("an IPv6 address goes in brackets: [::1], [fd00::/8]:443");
+            }
             match rest.rsplit_once(':') {
                 Some((host, port)) => (host, Some(port)),
                 None => (rest, None),
@@ -307,6 +312,9 @@ mod tests {
             ("http://example.com/path", "path"),
             ("http://", "missing"),
             ("[::1", "']'"),
+            ("::1", "brackets"),
+            (":::*", "brackets"),
+            ("fd00::/8:443", "brackets"),
             ("bad name", "not a host name"),
         ] {
             let err = OutgoingRule::parse(text).unwrap_err();
