@@ -87,7 +87,8 @@ const char *mw_drop_hop_by_hop(request_rec *r)
 /* The response's framing is Apache's: body bytes past the declared length
  * would sit on a kept-alive connection as the start of the next response
  * (response smuggling). What fits goes out, the rest is dropped here, before
- * any output filter sees it, and the caller cuts the response. */
+ * any output filter sees it, and mw_finish() ends the response with an
+ * error. */
 static void keep_to_declared(mw_exchange_ctx *x)
 {
     apr_off_t len = 0;
@@ -96,9 +97,13 @@ static void keep_to_declared(mw_exchange_ctx *x)
     if (x->declared < 0) {
         return;
     }
-    /* Every bucket here has a known length (transient, pool, metadata). */
-    apr_brigade_length(x->out, 0, &len);
-    if (len >= 0 && len > x->declared - x->body_sent) {
+    /* Our buckets all have a known length; read_all settles any other. */
+    if (apr_brigade_length(x->out, 1, &len) != APR_SUCCESS || len < 0) {
+        apr_brigade_cleanup(x->out);
+        x->overran = 1;
+        return;
+    }
+    if (len > x->declared - x->body_sent) {
         len = x->declared - x->body_sent;
         if (apr_brigade_partition(x->out, len, &cut) == APR_SUCCESS) {
             while (cut != APR_BRIGADE_SENTINEL(x->out)) {
@@ -118,8 +123,12 @@ static void keep_to_declared(mw_exchange_ctx *x)
 
 /* While the guest runs, a client that does not read holds its instance:
  * a write may wait for the socket as long as the request's WasmTimeout has
- * left, not Apache's Timeout if that is longer. Over HTTP/2 the socket is
- * mod_http2's, shared by every stream, and its own timeouts apply. */
+ * left, not Apache's Timeout if that is longer. The core output filter
+ * applies the socket's timeout to each wait, so a client that stops
+ * reading is cut off at the deadline; one that trickles a few bytes before
+ * each wait runs out can stretch one pass (as it can Apache's Timeout).
+ * Over HTTP/2 the socket is mod_http2's, shared by every stream, and its
+ * own timeouts apply. */
 static apr_status_t pass_within_deadline(mw_exchange_ctx *x)
 {
     conn_rec *c = x->r->connection;
@@ -339,15 +348,17 @@ int mw_finish(mw_exchange_ctx *x, mw_result rv, const char *err)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "MW00037: the guest wrote more than the %" APR_OFF_T_FMT
                       " bytes its Content-Length declared for %s (%s); sent those, dropped "
-                      "the rest, cut the response", x->declared, r->uri, where);
+                      "the rest, ended the response with an error (502, or a cut once its "
+                      "head was out)", x->declared, r->uri, where);
         framing_failed(x);
         return OK;
     }
-    if (rv == MW_RESULT_OK && body_short(x)) {
+    if (rv == MW_RESULT_OK && body_short(x) && !x->write_limit && !x->client_gone) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "MW00038: the guest ended its body after %" APR_OFF_T_FMT " of the %"
-                      APR_OFF_T_FMT " bytes its Content-Length declared for %s (%s); cut the "
-                      "response", x->body_sent, x->declared, r->uri, where);
+                      APR_OFF_T_FMT " bytes its Content-Length declared for %s (%s); ended the "
+                      "response with an error (502, or a cut once its head was out)",
+                      x->body_sent, x->declared, r->uri, where);
         framing_failed(x);
         return OK;
     }

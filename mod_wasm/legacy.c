@@ -63,6 +63,42 @@ static int declare_length(void *ctx, const char *key, const char *value)
     return 1;
 }
 
+/* httpd's parser keeps only the last Content-Length line, so two that
+ * disagree are caught here, in the raw head, before it reads them. */
+static int head_lengths_agree(legacy_ctx *lc)
+{
+    const char *line = lc->head, *end = lc->head + lc->head_len;
+    static const char name[] = "Content-Length:";
+
+    while (line < end) {
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        const char *value, *stop;
+        if (!eol) {
+            eol = end;
+        }
+        if (eol == line || (eol == line + 1 && *line == '\r')) {
+            break; /* the blank line: the head ends */
+        }
+        if ((size_t)(eol - line) > sizeof(name) - 1 &&
+            strncasecmp(line, name, sizeof(name) - 1) == 0) {
+            value = line + sizeof(name) - 1;
+            stop = eol;
+            while (value < stop && (*value == ' ' || *value == '\t')) {
+                value++;
+            }
+            while (stop > value && (stop[-1] == '\r' || stop[-1] == ' ' || stop[-1] == '\t')) {
+                stop--;
+            }
+            if (!declare_length(lc, NULL, apr_pstrmemdup(lc->x.r->pool, value,
+                                                         (apr_size_t)(stop - value)))) {
+                return 0;
+            }
+        }
+        line = eol + 1;
+    }
+    return 1;
+}
+
 /* The framing is Apache's: a module's hop-by-hop fields are dropped (its
  * Transfer-Encoding would announce chunks nobody writes), and its
  * Content-Length must be a length, which mw_pass_out then holds its body
@@ -103,7 +139,9 @@ static uint32_t read_head(legacy_ctx *lc)
         APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_pool_create(lc->head, lc->head_len, r->pool,
                                                            alloc));
     }
-    ret = ap_scan_script_header_err_brigade_ex(r, bb, NULL, APLOG_MODULE_INDEX);
+    ret = head_lengths_agree(lc)
+              ? ap_scan_script_header_err_brigade_ex(r, bb, NULL, APLOG_MODULE_INDEX)
+              : HTTP_BAD_GATEWAY;
     if (ret == OK || ret == HTTP_NOT_MODIFIED || ret == HTTP_PRECONDITION_FAILED) {
         ret = frame_head(lc, ret);
     }

@@ -111,9 +111,9 @@ void mw_exchange_init(mw_exchange_ctx *x, request_rec *r, const mw_dir_config *c
 /* Passes x->out down the output filters, never a body byte beyond the
  * declared length (MW_IO_FAILED, x->overran set, when it dropped some). */
 uint32_t mw_pass_out(mw_exchange_ctx *x);
-/* Sets x->declared from a guest's Content-Length values (a component's
- * fields, a module's CGI headers): every value must be digits only and the
- * same; 0 and a logged reason (tag, what the guest is) when they are not. */
+/* Sets x->declared from one of a guest's Content-Length values (a
+ * component's fields, a module's CGI headers): every value must be digits
+ * only and the same as any before it; 0 when it is not (the caller logs). */
 int mw_declare_length(mw_exchange_ctx *x, const char *value);
 /* Drops the hop-by-hop fields (RFC 9110 7.6.1) from r's response headers:
  * Apache frames the response and manages the connection, never the guest.

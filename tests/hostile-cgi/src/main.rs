@@ -42,7 +42,16 @@ fn main() {
         ),
         "symlink" => {
             let verdict = symlink("../../../../../../etc/passwd", "escape");
-            write!(out, "Content-Type: text/plain\r\n\r\nsymlink {verdict}\n").unwrap();
+            // The grant is writable all the same: an ordinary file goes in.
+            let plain = match std::fs::write("/data/plain", b"written") {
+                Ok(()) => "written".to_string(),
+                Err(e) => format!("refused: {e}"),
+            };
+            write!(
+                out,
+                "Content-Type: text/plain\r\n\r\nsymlink {verdict}\nplain file {plain}\n"
+            )
+            .unwrap();
             return;
         }
         _ => (b"Status: 404 Not Found\r\n\r\n", b"no such attack\n"),

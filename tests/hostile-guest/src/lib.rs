@@ -196,7 +196,13 @@ fn symlink(query: &str, out: ResponseOutparam) {
             Err(e) => format!("refused: {e:?}"),
         },
     };
-    send(out, 200, &[], &[format!("symlink {verdict}\n").as_bytes()]);
+    // The grant is writable all the same: an ordinary file goes in.
+    let plain = match std::fs::write("/data/plain", b"written") {
+        Ok(()) => "written".to_string(),
+        Err(e) => format!("refused: {e}"),
+    };
+    let text = format!("symlink {verdict}\nplain file {plain}\n");
+    send(out, 200, &[], &[text.as_bytes()]);
 }
 
 /// Opens `path` below the grant (`..` forms, absolute paths) and reports
