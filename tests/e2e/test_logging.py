@@ -3,6 +3,7 @@ form (wasm:debug) works, and a guest's lines name the location and the
 request's id, the one LogFormat's %L prints."""
 
 import re
+import time
 from pathlib import Path
 
 from apache import Apache
@@ -63,7 +64,15 @@ def test_a_guests_lines_name_the_location_and_the_request_id():
                           r" at [^,]+), request ([^)]+)\): ", line)
         assert match, line
         request_id = match.group(2)
-        access = (server.dir / "ids.log").read_text().splitlines()
+        # Apache writes the access log after the response went out: the
+        # client may read its answer before the line is there.
+        deadline = time.monotonic() + 10
+        while True:
+            log = server.dir / "ids.log"
+            access = log.read_text().splitlines() if log.exists() else []
+            if f"{request_id} /t/stderr" in access or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert f"{request_id} /t/stderr" in access, (request_id, access)
     finally:
         server.cleanup()
