@@ -13,8 +13,9 @@ PYTHON       ?= python3
 WASM_TARGET  := wasm32-wasip2
 # Legacy mode (WasmModule) runs WASI preview1 core modules.
 WASIP1_TARGET := wasm32-wasip1
-WASIP1_DIR   := target/$(WASIP1_TARGET)/release
-WASM_DIR     := target/$(WASM_TARGET)/release
+# Guests build with the workspace's `guest` profile (small, stripped).
+WASIP1_DIR   := target/$(WASIP1_TARGET)/guest
+WASM_DIR     := target/$(WASM_TARGET)/guest
 # Components written with guest-sdk, built by cargo for wasm32-wasip2.
 SDK_GUESTS   := hello json-api streaming upload-hash static-files proxy wws-reply
 HOST_LIB     := target/release/libmod_wasm_host.a
@@ -26,7 +27,7 @@ C_HEADERS    := $(wildcard mod_wasm/*.h) host/include/mod_wasm_host.h
 # Rust's standard library needs these from the system when linked statically.
 RUST_LIBS    := -lgcc_s -lutil -lrt -lpthread -lm -ldl
 
-.PHONY: all build deps host cli guests site module install deb run test unit e2e lint bench soak \
+.PHONY: all build deps host cli guests site module install uninstall deb run test unit e2e lint bench soak \
 	fuzz header clean FORCE
 
 all: build
@@ -56,17 +57,19 @@ cli: deps
 	$(CARGO) build --release --locked -p mod-wasm-cli
 
 guests: deps $(WASM_DIR)/python_hello.wasm $(WASM_DIR)/js_hello.wasm target/cargo-component/hello.wasm
-	$(CARGO) build --release --locked --target $(WASM_TARGET) $(SDK_GUESTS:%=-p %) -p test-guest \
+	$(CARGO) build --profile guest --locked --target $(WASM_TARGET) $(SDK_GUESTS:%=-p %) -p test-guest \
 	    -p sdk-test-guest -p hostile-guest
-	$(CARGO) build --release --locked --target $(WASIP1_TARGET) -p legacy-hello -p cgi-echo \
+	$(CARGO) build --profile guest --locked --target $(WASIP1_TARGET) -p legacy-hello -p cgi-echo \
 	    -p list-dir -p legacy-test-guest -p hostile-cgi
 	clang $(C_GUEST_CFLAGS) -o $(WASIP1_DIR)/c_cgi.wasm examples/c-cgi/cgi.c
 
 # Python and JavaScript examples, with componentize-py (PyPI) and
-# componentize-js (npm) fetched into target/tools on first use.
-$(WASM_DIR)/python_hello.wasm: examples/python-hello/app.py scripts/build-foreign-guests Cargo.lock
+# componentize-js (npm) fetched into target/tools on first use, built against
+# the WIT this repository ships (wit/, world mod-wasm:host/guest).
+GUEST_WIT := $(wildcard wit/*.wit wit/deps/*.wit)
+$(WASM_DIR)/python_hello.wasm: examples/python-hello/app.py scripts/build-foreign-guests Cargo.lock $(GUEST_WIT)
 	scripts/build-foreign-guests python $@
-$(WASM_DIR)/js_hello.wasm: examples/js-hello/app.js scripts/build-foreign-guests Cargo.lock
+$(WASM_DIR)/js_hello.wasm: examples/js-hello/app.js scripts/build-foreign-guests Cargo.lock $(GUEST_WIT)
 	scripts/build-foreign-guests js $@
 
 # The hello example built the other supported way, with cargo-component
@@ -74,8 +77,8 @@ $(WASM_DIR)/js_hello.wasm: examples/js-hello/app.js scripts/build-foreign-guests
 # Its own target directory keeps it apart from the legacy modules.
 target/cargo-component/hello.wasm: FORCE
 	scripts/install-cargo-component
-	$(CARGO) component build --release --locked -p hello --target-dir target/cargo-component/build
-	cp target/cargo-component/build/$(WASIP1_TARGET)/release/hello.wasm $@
+	$(CARGO) component build --profile guest --locked -p hello --target-dir target/cargo-component/build
+	cp target/cargo-component/build/$(WASIP1_TARGET)/guest/hello.wasm $@
 
 # apxs compiles next to the sources; the result is copied to target/apache.
 # apxs hands -Wl,X to libtool as X, which drops linker flags it does not
@@ -86,7 +89,9 @@ $(MODULE): $(C_SOURCES) $(C_HEADERS) mod_wasm/exports.map $(HOST_LIB)
 	    -Wl,-Wl,--version-script=mod_wasm/exports.map -Wl,-Wl,-z,nodelete \
 	    $(C_SOURCES) $(HOST_LIB) $(RUST_LIBS)
 	mkdir -p $(dir $@)
-	cp mod_wasm/.libs/mod_wasm.so $@
+	# A rename, not an overwrite: an Apache still running the old module
+	# keeps its file (overwriting a mapped .so crashes it).
+	cp mod_wasm/.libs/mod_wasm.so $@.new && mv -f $@.new $@
 
 # Installing and packaging (README "Installing") take the module and the
 # hello example as the build left them, named by their absolute paths:
@@ -127,6 +132,24 @@ install: $(BUILT_MODULE)
 	    echo "installed $$mods/wasm.load and wasm.conf: a2enmod wasm, then restart Apache"; \
 	fi
 
+# `make uninstall [DESTDIR=...]`: undoes `make install`. The module and
+# wasm.load go, and wasm.conf unless the admin changed it (then it stays,
+# as dpkg keeps a changed conffile); an `a2enmod wasm` is undone first, so
+# that no dangling link stops Apache's next start. Restart Apache after.
+uninstall:
+	@set -e; mods=$(DESTDIR)$(APACHE_SYSCONFDIR)/mods-available; \
+	enabled=$(DESTDIR)$(APACHE_SYSCONFDIR)/mods-enabled; \
+	for f in wasm.load wasm.conf; do \
+	    if [ -L $$enabled/$$f ]; then rm -f $$enabled/$$f; echo "disabled $$f"; fi; \
+	done; \
+	rm -f $(DESTDIR)$(APACHE_MODDIR)/mod_wasm.so $$mods/wasm.load $$mods/wasm.conf.new; \
+	if [ -e $$mods/wasm.conf ] && ! cmp -s packaging/debian/wasm.conf $$mods/wasm.conf; then \
+	    echo "kept your changed $$mods/wasm.conf"; \
+	else \
+	    rm -f $$mods/wasm.conf; \
+	fi; \
+	echo "removed mod_wasm from $(DESTDIR)$(APACHE_MODDIR); restart Apache"
+
 # `make deb`: target/debian/libapache2-mod-wasm_<version>_<arch>.deb, the
 # version being host/Cargo.toml's (packaging/build-deb says how).
 DEB_VERSION := $(shell sed -n '/^\[package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' host/Cargo.toml)
@@ -134,7 +157,7 @@ DEB_ARCH    := $(shell dpkg --print-architecture 2>/dev/null)
 DEB         := target/debian/libapache2-mod-wasm_$(DEB_VERSION)_$(DEB_ARCH).deb
 deb: $(DEB)
 $(DEB): $(BUILT_MODULE) $(BUILT_HELLO) packaging/build-deb $(wildcard packaging/debian/*) \
-        README.md host/Cargo.toml
+        README.md $(wildcard docs/*.md docs/directives/*.md) host/Cargo.toml
 	rm -f target/debian/libapache2-mod-wasm_*.deb
 	APXS=$(APXS) packaging/build-deb $(DEB_VERSION) $(MODULE) $(WASM_DIR)/hello.wasm $@
 
@@ -143,15 +166,15 @@ run: build
 
 test: build
 	$(CARGO) fmt --all --check
-	$(CARGO) test --release --locked -p mod-wasm-host -p mod-wasm-guest -p mod-wasm-cli
+	$(CARGO) test --release --locked -p mod-wasm-host -p mod-wasm-rules -p mod-wasm-guest -p mod-wasm-cli
 	$(PYTHON) -m pytest tests/e2e
 
 lint: deps
-	$(CARGO) clippy --release --locked -p mod-wasm-host -p mod-wasm-cli -- -D warnings
-	$(CARGO) clippy --release --locked --target $(WASM_TARGET) -p mod-wasm-guest $(SDK_GUESTS:%=-p %) \
+	$(CARGO) clippy --release --locked -p mod-wasm-host -p mod-wasm-rules -p mod-wasm-cli --all-targets -- -D warnings
+	$(CARGO) clippy --profile guest --locked --target $(WASM_TARGET) -p mod-wasm-guest $(SDK_GUESTS:%=-p %) \
 	    -p test-guest -p sdk-test-guest -p hostile-guest -- -D warnings
 	$(CARGO) clippy --release --locked -p mod-wasm-guest -p mod-wasm-guest-macro --all-targets -- -D warnings
-	$(CARGO) clippy --release --locked --target $(WASIP1_TARGET) -p legacy-hello -p cgi-echo \
+	$(CARGO) clippy --profile guest --locked --target $(WASIP1_TARGET) -p legacy-hello -p cgi-echo \
 	    -p list-dir -p legacy-test-guest -p hostile-cgi -- -D warnings
 
 # Throughput and latency against Apache's static path, event and prefork,

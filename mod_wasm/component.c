@@ -34,6 +34,11 @@ static uint32_t send_head(void *ctx, uint16_t status, const mw_header *headers,
         return MW_IO_FAILED;
     }
     r->status = status;
+    /* The response's type is the guest's: not the one mod_mime gave the
+     * request's file (application/wasm for a component file, or whatever
+     * the URL's extension says), which would make a browser download the
+     * answer. A guest that sets none sends none. */
+    ap_set_content_type(r, NULL);
     if (atoi(ap_get_status_line(status)) != status) {
         /* Apache has no reason phrase for this code and would send 500 in
          * the status line: send the bare code (the phrase is optional). */
@@ -50,7 +55,7 @@ static uint32_t send_head(void *ctx, uint16_t status, const mw_header *headers,
         else if (strcasecmp(name, "Content-Length") == 0) {
             if (!mw_declare_length(x, value)) {
                 ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                              "MW00011: the guest sent an invalid Content-Length '%s' (digits "
+                              MWLOGNO(00011) "the guest sent an invalid Content-Length '%s' (digits "
                               "only, and the same in every field)", value);
                 return MW_IO_FAILED;
             }
@@ -60,7 +65,7 @@ static uint32_t send_head(void *ctx, uint16_t status, const mw_header *headers,
             /* wasi:http refuses these already (wasmtime's forbidden
              * headers); the framing must not rest on that alone. */
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                          "MW00042: the guest sent the hop-by-hop field %s for %s (%s); "
+                          MWLOGNO(00042) "the guest sent the hop-by-hop field %s for %s (%s); "
                           "dropped (Apache frames the response)", name, r->uri,
                           x->conf->where);
         }
@@ -193,32 +198,16 @@ static void guest_log(void *ctx, uint32_t level, const uint8_t *text, size_t len
     request_rec *r = x->r;
     int at = level > APLOG_TRACE8 ? APLOG_TRACE8 : (int)level;
 
-    ap_log_rerror(APLOG_MARK, at, 0, r, "MW00028: guest log for %s (%s, request %s): %.*s",
+    ap_log_rerror(APLOG_MARK, at, 0, r, MWLOGNO(00028) "guest log for %s (%s, request %s): %.*s",
                   r->uri, x->conf->where, mw_request_id(r), (int)len, (const char *)text);
 }
 
-/* A route's parameters reach the guest in this request header; a client's
- * own is dropped (in any case, and with _ for -, as CGI-style adapters
- * read names), so that a guest can trust it. */
-#define MW_PARAMS_HEADER "mod-wasm-params"
-
-static int is_params_header(const char *name)
-{
-    const char *want = MW_PARAMS_HEADER;
-    for (; *name && *want; name++, want++) {
-        char c = *name == '_' ? '-' : apr_tolower(*name);
-        if (c != *want) {
-            return 0;
-        }
-    }
-    return *name == '\0' && *want == '\0';
-}
 
 int mw_serve_component(request_rec *r, const mw_dir_config *conf, const char *params)
 {
     const apr_array_header_t *fields = apr_table_elts(r->headers_in);
     const apr_table_entry_t *field = (const apr_table_entry_t *)fields->elts;
-    mw_header *headers = apr_palloc(r->pool, sizeof(*headers) * (fields->nelts + 2));
+    mw_header *headers = apr_palloc(r->pool, sizeof(*headers) * (fields->nelts + 1));
     size_t headers_len = 0;
     mw_exchange_ctx *x = apr_pcalloc(r->pool, sizeof(*x));
     mw_request request;
@@ -233,12 +222,9 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf, const char *pa
         return status;
     }
     for (i = 0; i < fields->nelts; i++) {
-        if (field[i].key && !is_params_header(field[i].key)) {
+        if (field[i].key) {
             headers[headers_len++] = (mw_header){bytes_of(field[i].key), bytes_of(field[i].val)};
         }
-    }
-    if (params) {
-        headers[headers_len++] = (mw_header){bytes_of(MW_PARAMS_HEADER), bytes_of(params)};
     }
     request = (mw_request){
         .method = bytes_of(r->method),
@@ -253,6 +239,9 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf, const char *pa
         .location = bytes_of(conf->section),
         .request_id = bytes_of(mw_request_id(r)),
         .log_level = (uint8_t)ap_get_request_module_loglevel(r, APLOG_MODULE_INDEX),
+        /* The host gives them to the guest in its own header, and drops a
+         * client's field of that name. */
+        .route_params = bytes_of(params),
     };
     mw_exchange_init(x, r, conf);
     exchange = (mw_exchange){x, mw_read_body, send_head, send_data, mw_log_line, guest_log};
@@ -283,14 +272,14 @@ int mw_serve_file_component(request_rec *r, const mw_dir_config *conf)
 
     if (!(ap_allow_options(r) & OPT_EXECCGI)) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "MW00032: %s is refused: the component file %s runs only where "
+                      MWLOGNO(00032) "%s is refused: the component file %s runs only where "
                       "Options ExecCGI is on", r->uri, r->filename);
         return HTTP_FORBIDDEN;
     }
     if (mw_host_file_component(mw_current_host(), bytes_of(r->filename), &component, err,
                                sizeof(err)) != MW_RESULT_OK) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "MW00033: %s: the component file cannot be served: %s", r->uri, err);
+                      MWLOGNO(00033) "%s: the component file cannot be served: %s", r->uri, err);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     /* After the response filter, which still reads the configuration. */

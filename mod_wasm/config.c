@@ -5,7 +5,6 @@
 #include "apr_lib.h"
 #include "apr_strings.h"
 
-#include <math.h>
 
 APLOG_USE_MODULE(wasm);
 
@@ -163,7 +162,7 @@ static void log_compiled(cmd_parms *cmd, const char *path, mw_outcome outcome)
         [MW_OUTCOME_REUSED] = "reused compiled",
         [MW_OUTCOME_LOADED] = "loaded from the cache directory the compiled",
     };
-    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, cmd->server, "MW00001: %s %s (%s:%d)",
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, cmd->server, MWLOGNO(00001) "%s %s (%s:%d)",
                  how[outcome], path, cmd->directive->filename, cmd->directive->line_num);
 }
 
@@ -179,13 +178,14 @@ static void decide_cache_dir(cmd_parms *cmd)
     if (mw_host_cache_dir_decided(current_host)) {
         return;
     }
-    dir = ap_runtime_dir_relative(cmd->temp_pool, "mod_wasm");
-    if (dir && mw_host_set_cache_dir(current_host, (mw_bytes){(const uint8_t *)dir, strlen(dir)},
-                                     err, sizeof(err)) == MW_RESULT_OK) {
+    dir = ap_runtime_dir_relative(cmd->temp_pool, "");
+    if (dir && mw_host_set_default_cache_dir(current_host,
+                                             (mw_bytes){(const uint8_t *)dir, strlen(dir)}, err,
+                                             sizeof(err)) == MW_RESULT_OK) {
         return;
     }
     ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cmd->server,
-                 "MW00029: compiled code is not cached on disk, so every start compiles "
+                 MWLOGNO(00029) "compiled code is not cached on disk, so every start compiles "
                  "again (set WasmCacheDir before %s at %s:%d): %s", cmd->cmd->name,
                  cmd->directive->filename, cmd->directive->line_num,
                  dir ? err : "no runtime directory");
@@ -224,6 +224,56 @@ static const mw_stats *stats_of(const char *section, const char *path, mw_guest_
                         (mw_bytes){(const uint8_t *)path, strlen(path)}, kind);
 }
 
+/* The SetHandler that covers this directive in the configuration as
+ * written: in its own section or in one around it. NULL if none. (A
+ * section elsewhere that matches the same URLs can also set it; Apache
+ * merges those per request, which the parse tree cannot show.) */
+static const ap_directive_t *last_set_handler(const ap_directive_t *d)
+{
+    const ap_directive_t *found = NULL;
+
+    for (; d; d = d->next) {
+        if (strcasecmp(d->directive, "SetHandler") == 0) {
+            found = d;
+        }
+    }
+    return found;
+}
+
+static const ap_directive_t *covering_set_handler(const ap_directive_t *d)
+{
+    const ap_directive_t *section, *set;
+
+    for (section = d->parent; section; section = section->parent) {
+        if ((set = last_set_handler(section->first_child))) {
+            return set;
+        }
+    }
+    return last_set_handler(ap_conftree);
+}
+
+/* A guest in a section that does not hand its requests to wasm-handler is
+ * never run: Apache answers 404 (or serves a file) and nothing says why.
+ * Said at start-up, with the section, file and line. */
+static void check_handler(cmd_parms *cmd)
+{
+    const ap_directive_t *set = covering_set_handler(cmd->directive);
+    const char *args = set ? set->args : NULL;
+    const char *handler = set ? ap_getword_conf(cmd->temp_pool, &args) : NULL;
+
+    if (handler && strcmp(handler, MW_HANDLER_NAME) == 0) {
+        return;
+    }
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cmd->server,
+                 MWLOGNO(00044) "%s in %s at %s:%d is never run: %s", cmd->cmd->name,
+                 section_of(cmd), cmd->directive->filename, cmd->directive->line_num,
+                 handler ? apr_psprintf(cmd->temp_pool, "its requests go to the handler '%s' "
+                                        "(SetHandler at %s:%d), not " MW_HANDLER_NAME,
+                                        handler, set->filename, set->line_num)
+                         : "add SetHandler " MW_HANDLER_NAME " to the section (none is set "
+                           "in it or around it)");
+}
+
 /* WasmComponent <path>: validated and compiled right here, so that a bad
  * file stops start-up (and `apachectl -t`) with this file and line. */
 static const char *set_component(cmd_parms *cmd, void *dir_conf, const char *arg)
@@ -248,6 +298,7 @@ static const char *set_component(cmd_parms *cmd, void *dir_conf, const char *arg
         return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
     }
     log_compiled(cmd, path, outcome);
+    check_handler(cmd);
     conf->where = where_of(cmd, path);
     conf->section = cmd->path ? cmd->path : "/";
     conf->stats = stats_of(conf->section, path, MW_GUEST_KIND_COMPONENT);
@@ -302,6 +353,7 @@ static const char *set_module(cmd_parms *cmd, void *dir_conf, const char *arg)
     }
     if (!in_htaccess(cmd)) {
         log_compiled(cmd, path, outcome);
+        check_handler(cmd);
     }
     conf->module_name = apr_filepath_name_get(path);
     conf->where = where_of(cmd, path);
@@ -310,43 +362,43 @@ static const char *set_module(cmd_parms *cmd, void *dir_conf, const char *arg)
     return NULL;
 }
 
+/* A numeric directive's value, read by the host (host/src/directive.rs). */
+static const char *parse_number(cmd_parms *cmd, mw_number kind, const char *arg,
+                                uint64_t *value)
+{
+    char err[MW_ERROR_LEN] = "";
+
+    if (mw_parse_number(kind, (mw_bytes){(const uint8_t *)arg, strlen(arg)}, value, err,
+                        sizeof(err)) != MW_RESULT_OK) {
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
+    }
+    return NULL;
+}
+
 /* WasmTimeout <seconds>: decimals allowed, e.g. 0.5. */
 static const char *set_timeout(cmd_parms *cmd, void *dir_conf, const char *arg)
 {
     mw_dir_config *conf = dir_conf;
-    char *end;
-    double seconds = strtod(arg, &end);
-    if (end == arg || *end != '\0' || !isfinite(seconds) || seconds < 0.001 || seconds > 86400) {
-        return apr_psprintf(cmd->pool, "%s: '%s' is not a number of seconds from 0.001 to "
-                            "86400", cmd->cmd->name, arg);
+    uint64_t ms;
+    const char *why = parse_number(cmd, MW_NUMBER_TIMEOUT, arg, &ms);
+
+    if (!why) {
+        conf->timeout_ms = ms;
     }
-    conf->timeout_ms = (apr_uint64_t)(seconds * 1000 + 0.5);
-    return NULL;
+    return why;
 }
 
 /* WasmMemoryLimit <size>: bytes, or with a K, M or G suffix (powers of 1024). */
 static const char *set_memory_limit(cmd_parms *cmd, void *dir_conf, const char *arg)
 {
     mw_dir_config *conf = dir_conf;
-    const apr_uint64_t min = 64 * 1024, max = (apr_uint64_t)4 << 30;
-    apr_uint64_t value = 0, unit = 1;
-    const char *p = arg;
+    uint64_t bytes;
+    const char *why = parse_number(cmd, MW_NUMBER_MEMORY_LIMIT, arg, &bytes);
 
-    for (; apr_isdigit(*p) && value <= max; p++) {
-        value = value * 10 + (apr_uint64_t)(*p - '0');
+    if (!why) {
+        conf->memory_limit = bytes;
     }
-    switch (apr_toupper(*p)) {
-    case 'K': unit = (apr_uint64_t)1 << 10; p++; break;
-    case 'M': unit = (apr_uint64_t)1 << 20; p++; break;
-    case 'G': unit = (apr_uint64_t)1 << 30; p++; break;
-    }
-    if (p == arg || *p != '\0' || !apr_isdigit(*arg) || value > max / unit ||
-        value * unit < min) {
-        return apr_psprintf(cmd->pool, "%s: '%s' is not a size from 64K to 4G (a number of "
-                            "bytes, or with a K, M or G suffix)", cmd->cmd->name, arg);
-    }
-    conf->memory_limit = value * unit;
-    return NULL;
+    return why;
 }
 
 /* WasmMaxInstances <n>: at most n simultaneous requests of this section
@@ -355,11 +407,11 @@ static const char *set_memory_limit(cmd_parms *cmd, void *dir_conf, const char *
 static const char *set_max_instances(cmd_parms *cmd, void *dir_conf, const char *arg)
 {
     mw_dir_config *conf = dir_conf;
-    char *end;
-    apr_int64_t n = apr_strtoi64(arg, &end, 10);
-    if (end == arg || *end != '\0' || n < 1 || n > 1000000) {
-        return apr_psprintf(cmd->pool, "%s: '%s' is not a number from 1 to 1000000",
-                            cmd->cmd->name, arg);
+    uint64_t n;
+    const char *why = parse_number(cmd, MW_NUMBER_COUNT, arg, &n);
+
+    if (why) {
+        return why;
     }
     conf->max_instances = (int)n;
     conf->in_use = apr_pcalloc(cmd->pool, sizeof(*conf->in_use));
@@ -371,17 +423,11 @@ static const char *set_max_instances(cmd_parms *cmd, void *dir_conf, const char 
 static const char *set_reuse(cmd_parms *cmd, void *dir_conf, const char *arg)
 {
     mw_dir_config *conf = dir_conf;
-    char *end;
-    apr_int64_t n;
+    uint64_t n;
+    const char *why = parse_number(cmd, MW_NUMBER_COUNT_OR_OFF, arg, &n);
 
-    if (!strcasecmp(arg, "Off")) {
-        conf->reuse = 1;
-        return NULL;
-    }
-    n = apr_strtoi64(arg, &end, 10);
-    if (end == arg || *end != '\0' || n < 1 || n > 1000000) {
-        return apr_psprintf(cmd->pool, "%s: '%s' is neither Off nor a number of requests "
-                            "from 1 to 1000000", cmd->cmd->name, arg);
+    if (why) {
+        return why;
     }
     if (n > 1 && conf->module) {
         return apr_psprintf(cmd->pool, "%s applies to components only: a WASI preview1 "
@@ -548,7 +594,7 @@ static void route_not_ready(void *ctx, mw_bytes why)
 {
     cmd_parms *cmd = ctx;
     ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cmd->server,
-                 "MW00034: %s at %s:%d: %.*s; its requests will get 500", cmd->cmd->name,
+                 MWLOGNO(00034) "%s at %s:%d: %.*s; its requests will get 500", cmd->cmd->name,
                  cmd->directive->filename, cmd->directive->line_num, (int)why.len,
                  (const char *)why.ptr);
 }
@@ -582,7 +628,7 @@ static const char *set_file_routes(cmd_parms *cmd, void *dir_conf, int on)
                                                   strlen(cmd->path)},
                                        cmd, route_not_ready);
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, cmd->server,
-                     "MW00035: %" APR_SIZE_T_FMT " component files below %s are ready "
+                     MWLOGNO(00035) "%" APR_SIZE_T_FMT " component files below %s are ready "
                      "(%s:%d)", ready, cmd->path, cmd->directive->filename,
                      cmd->directive->line_num);
     }

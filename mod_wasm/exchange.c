@@ -23,7 +23,7 @@ void mw_exchange_init(mw_exchange_ctx *x, request_rec *r, const mw_dir_config *c
     x->read_status = OK;
     x->err_headers = apr_table_copy(r->pool, r->err_headers_out);
     x->declared = -1;
-    x->timeout = apr_time_from_msec(conf->timeout_ms ? conf->timeout_ms : DEFAULT_TIMEOUT_MS);
+    x->timeout = apr_time_from_msec(conf->timeout_ms ? conf->timeout_ms : MW_DEFAULT_TIMEOUT_MS);
     x->deadline = apr_time_now() + x->timeout;
     ap_add_output_filter(MW_RESPONSE_FILTER, x, r, r->connection);
 }
@@ -219,7 +219,7 @@ uint32_t mw_read_body(void *ctx, uint8_t *buf, size_t buf_len, size_t *read_out)
             x->read_status = ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
             x->body_done = 1;
             ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r,
-                          "MW00010: reading the request body failed (answering %d)",
+                          MWLOGNO(00010) "reading the request body failed (answering %d)",
                           x->read_status);
             return MW_IO_FAILED;
         }
@@ -252,27 +252,27 @@ void mw_log_line(void *ctx, uint32_t kind, const uint8_t *text, size_t len)
     switch (kind) {
     case MW_LOG_KIND_GUEST_STDERR:
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "MW00015: guest stderr for %s (%s, request %s): %.*s", r->uri, where,
+                      MWLOGNO(00015) "guest stderr for %s (%s, request %s): %.*s", r->uri, where,
                       mw_request_id(r), (int)len, (const char *)text);
         break;
     case MW_LOG_KIND_GUEST_STDOUT:
         /* A component answers through wasi:http, not stdout. */
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      "MW00016: guest stdout for %s (%s, request %s): %.*s", r->uri, where,
+                      MWLOGNO(00016) "guest stdout for %s (%s, request %s): %.*s", r->uri, where,
                       mw_request_id(r), (int)len, (const char *)text);
         break;
     case MW_LOG_KIND_OUTPUT_SUPPRESSED:
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      "MW00017: the guest wrote more than %d bytes to %.*s for %s (%s); "
-                      "the rest is not logged", MAX_LOGGED, (int)len, (const char *)text,
+                      MWLOGNO(00017) "the guest wrote more than %d bytes to %.*s for %s (%s); "
+                      "the rest is not logged", MW_MAX_LOGGED, (int)len, (const char *)text,
                       r->uri, where);
         break;
     case MW_LOG_KIND_OUTGOING_DENIED:
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "MW00018: %.*s, for %s (%s)", (int)len,
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, MWLOGNO(00018) "%.*s, for %s (%s)", (int)len,
                       (const char *)text, r->uri, where);
         break;
     default:
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "MW00019: %.*s, for %s (%s)", (int)len,
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, MWLOGNO(00019) "%.*s, for %s (%s)", (int)len,
                       (const char *)text, r->uri, where);
         break;
     }
@@ -287,6 +287,7 @@ static const char *describe(mw_result rv)
     case MW_RESULT_BAD_REQUEST: return "the request is not valid for wasi:http";
     case MW_RESULT_SINK_FAILED: return "the response was refused";
     case MW_RESULT_TIMEOUT: return "the request timed out";
+    case MW_RESULT_PANIC: return "mod_wasm's host panicked (a bug in mod_wasm)";
     default: return "internal error";
     }
 }
@@ -346,7 +347,7 @@ int mw_finish(mw_exchange_ctx *x, mw_result rv, const char *err)
 
     if (x->overran) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "MW00037: the guest wrote more than the %" APR_OFF_T_FMT
+                      MWLOGNO(00037) "the guest wrote more than the %" APR_OFF_T_FMT
                       " bytes its Content-Length declared for %s (%s); sent those, dropped "
                       "the rest, ended the response with an error (502, or a cut once its "
                       "head was out)", x->declared, r->uri, where);
@@ -355,7 +356,7 @@ int mw_finish(mw_exchange_ctx *x, mw_result rv, const char *err)
     }
     if (rv == MW_RESULT_OK && body_short(x) && !x->write_limit && !x->client_gone) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "MW00038: the guest ended its body after %" APR_OFF_T_FMT " of the %"
+                      MWLOGNO(00038) "the guest ended its body after %" APR_OFF_T_FMT " of the %"
                       APR_OFF_T_FMT " bytes its Content-Length declared for %s (%s); ended the "
                       "response with an error (502, or a cut once its head was out)",
                       x->body_sent, x->declared, r->uri, where);
@@ -378,17 +379,17 @@ int mw_finish(mw_exchange_ctx *x, mw_result rv, const char *err)
             return x->read_status;
         }
         if (rv == MW_RESULT_TIMEOUT) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MW00020: %s for %s (%s): %s",
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MWLOGNO(00020) "%s for %s (%s): %s",
                           describe(rv), r->uri, where, err);
             return HTTP_GATEWAY_TIME_OUT;
         }
         if (rv == MW_RESULT_BAD_REQUEST) {
             /* The client's mistake, logged as Apache logs its own 400s. */
-            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "MW00039: %s for %s (%s): %s",
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, MWLOGNO(00039) "%s for %s (%s): %s",
                           describe(rv), r->uri, where, err);
             return HTTP_BAD_REQUEST;
         }
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "MW00012: %s for %s (%s): %s",
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MWLOGNO(00012) "%s for %s (%s): %s",
                       describe(rv), r->uri, where, err);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -396,7 +397,7 @@ int mw_finish(mw_exchange_ctx *x, mw_result rv, const char *err)
         /* The client's doing, not the guest's: info, as Apache logs its own
          * write timeouts. */
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      "MW00043: the client stopped reading the response for %s (%s) and %s "
+                      MWLOGNO(00043) "the client stopped reading the response for %s (%s) and %s "
                       "(%" APR_TIME_T_FMT " ms) ran out; the guest was stopped and the "
                       "connection closed", r->uri, where, x->write_limit,
                       apr_time_as_msec(x->write_limit_time));
@@ -405,12 +406,12 @@ int mw_finish(mw_exchange_ctx *x, mw_result rv, const char *err)
     }
     if (x->client_gone) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      "MW00013: the client went away during the response for %s (%s)",
+                      MWLOGNO(00013) "the client went away during the response for %s (%s)",
                       r->uri, where);
         return OK;
     }
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                  "MW00014: %s after the response began, cutting it, for %s (%s): %s",
+                  MWLOGNO(00014) "%s after the response began, cutting it, for %s (%s): %s",
                   describe(rv), r->uri, where, err);
     cut(x);
     return OK;
@@ -478,7 +479,7 @@ int mw_take_instance(request_rec *r, const mw_dir_config *conf)
             mw_stats_count(conf->stats, MW_ERROR_KIND_LIMIT, false);
             apr_table_setn(r->notes, "wasm-error", "limit");
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                          "MW00021: WasmMaxInstances %d reached for %s (%s); answering 503",
+                          MWLOGNO(00021) "WasmMaxInstances %d reached for %s (%s); answering 503",
                           conf->max_instances, r->uri, conf->where);
             return HTTP_SERVICE_UNAVAILABLE;
         }

@@ -55,7 +55,7 @@ static int declare_length(void *ctx, const char *key, const char *value)
     (void)key;
     if (!mw_declare_length(&lc->x, value)) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, lc->x.r,
-                      "MW00040: %s (%s) sent an invalid Content-Length '%s' in its CGI headers "
+                      MWLOGNO(00040) "%s (%s) sent an invalid Content-Length '%s' in its CGI headers "
                       "(digits only, and the same in every field)", lc->x.r->uri,
                       lc->x.conf->where, value);
         return 0;
@@ -110,7 +110,7 @@ static int frame_head(legacy_ctx *lc, int ret)
 
     if (dropped) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      "MW00041: %s (%s) sent %s in its CGI headers; dropped (Apache frames "
+                      MWLOGNO(00041) "%s (%s) sent %s in its CGI headers; dropped (Apache frames "
                       "the response)", r->uri, lc->x.conf->where, dropped);
     }
     if (!apr_table_do(declare_length, lc, r->headers_out, "Content-Length", NULL)) {
@@ -153,7 +153,7 @@ static uint32_t read_head(legacy_ctx *lc)
     }
     if (ret != OK) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "MW00022: the CGI headers of %s (%s) are malformed (the line before "
+                      MWLOGNO(00022) "the CGI headers of %s (%s) are malformed (the line before "
                       "says how); answering 502", r->uri, lc->x.conf->where);
         /* The parser left its reason for the error page too: the client
          * gets the status, the log gets the details. */
@@ -201,7 +201,7 @@ static apr_ssize_t take_head(legacy_ctx *lc, const uint8_t *data, size_t len)
     }
     if (lc->head_len == MW_CGI_HEAD_MAX) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "MW00025: %s (%s) wrote %d bytes without ending its CGI headers; "
+                      MWLOGNO(00025) "%s (%s) wrote %d bytes without ending its CGI headers; "
                       "answering 502", r->uri, lc->x.conf->where, MW_CGI_HEAD_MAX);
         mw_stats_count(lc->x.conf->stats, MW_ERROR_KIND_GUEST, true);
         apr_table_setn(r->notes, "wasm-error", "guest");
@@ -252,49 +252,6 @@ static uint32_t send_stdout(void *ctx, const uint8_t *data, size_t len, bool flu
     return mw_pass_out(&lc->x);
 }
 
-/* SCRIPT_FILENAME as the guest sees it: the host path under the longest
- * WasmDir/WasmMapDir directory that contains it, moved to that
- * directory's guest path. Unchanged when no grant contains it. */
-static const char *guest_filename(request_rec *r, const mw_dir_config *conf,
-                                  const char *filename)
-{
-    const mw_dir *dirs = (const mw_dir *)conf->dirs->elts;
-    const mw_dir *best = NULL;
-    int i;
-
-    for (i = 0; i < conf->dirs->nelts; i++) {
-        size_t len = dirs[i].host.len;
-        const char *host = (const char *)dirs[i].host.ptr;
-        while (len > 1 && host[len - 1] == '/') {
-            len--; /* "/srv/app/" contains "/srv/app/x" as "/srv/app" does */
-        }
-        if (strncmp(filename, host, len) == 0 &&
-            (filename[len] == '/' || filename[len] == '\0' || (len == 1 && host[0] == '/')) &&
-            (!best || len > best->host.len)) {
-            best = &dirs[i];
-        }
-    }
-    if (!best) {
-        return filename;
-    }
-    {
-        size_t host_len = best->host.len, guest_len = best->guest.len;
-        const char *host = (const char *)best->host.ptr, *guest = (const char *)best->guest.ptr;
-        const char *rest;
-        while (host_len > 1 && host[host_len - 1] == '/') {
-            host_len--;
-        }
-        rest = filename + (host_len == 1 ? 0 : host_len);
-        while (guest_len > 1 && guest[guest_len - 1] == '/' && *rest == '/') {
-            guest_len--;
-        }
-        if (guest_len > 0 && guest[guest_len - 1] == '/' && *rest == '/') {
-            rest++;
-        }
-        return apr_pstrcat(r->pool, apr_pstrmemdup(r->pool, guest, guest_len), rest, NULL);
-    }
-}
-
 /* The CGI variables of r, as mod_cgi gives them to a script. */
 static apr_array_header_t *cgi_variables(request_rec *r, const mw_dir_config *conf)
 {
@@ -308,13 +265,6 @@ static apr_array_header_t *cgi_variables(request_rec *r, const mw_dir_config *co
     /* Apache's own PATH names host directories a WASI program can neither
      * see nor execute from; WasmEnv can set one. */
     apr_table_unset(r->subprocess_env, "PATH");
-    if (conf->map_cgi_filenames == 1) {
-        const char *filename = apr_table_get(r->subprocess_env, "SCRIPT_FILENAME");
-        if (filename) {
-            apr_table_setn(r->subprocess_env, "SCRIPT_FILENAME",
-                           guest_filename(r, conf, filename));
-        }
-    }
     vars = apr_table_elts(r->subprocess_env);
     var = (const apr_table_entry_t *)vars->elts;
     env = apr_array_make(r->pool, vars->nelts, sizeof(mw_header));
@@ -360,14 +310,14 @@ static int finish(legacy_ctx *lc, mw_result rv, int32_t status, const char *err)
     }
     if (status != 0 && !lc->wrote) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "MW00023: %s (%s) exited with status %d before writing anything",
+                      MWLOGNO(00023) "%s (%s) exited with status %d before writing anything",
                       r->uri, where, (int)status);
         mw_forget_head(&lc->x);
         return lc->x.read_status != OK ? lc->x.read_status : HTTP_INTERNAL_SERVER_ERROR;
     }
     if (status != 0) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      "MW00024: %s (%s) exited with status %d after writing its response",
+                      MWLOGNO(00024) "%s (%s) exited with status %d after writing its response",
                       r->uri, where, (int)status);
     }
     if (!lc->head_done && read_head(lc) != MW_IO_OK) {
@@ -427,6 +377,9 @@ int mw_serve_module(request_rec *r, const mw_dir_config *conf)
         .env_len = env ? (size_t)env->nelts : 0,
         .entry_point = {(const uint8_t *)conf->entry_point,
                         conf->entry_point ? strlen(conf->entry_point) : 0},
+        /* SCRIPT_FILENAME as the guest sees it, below its WasmDir or
+         * WasmMapDir (the host maps it). */
+        .map_script_filename = conf->map_cgi_filenames == 1,
     };
     exchange = (mw_exchange){lc, mw_read_body, NULL, send_stdout, mw_log_line, NULL};
 

@@ -29,7 +29,7 @@ static int wasm_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
 {
     mw_host *host = mw_host_new();
     if (!host) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, NULL, "MW00002: cannot create the Wasm host");
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, NULL, MWLOGNO(00002) "cannot create the Wasm host");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     mw_set_current_host(host);
@@ -66,12 +66,12 @@ static void wasm_child_init(apr_pool_t *pchild, server_rec *s)
     if (mw_host_child_init(host, (uint32_t)threads, info, sizeof(info), &warn, err,
                            sizeof(err)) != MW_RESULT_OK) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
-                     "MW00003: loading components in child %" APR_PID_T_FMT " failed; "
+                     MWLOGNO(00003) "loading components in child %" APR_PID_T_FMT " failed; "
                      "their requests will fail: %s", getpid(), err);
     }
     if (*info) {
         ap_log_error(APLOG_MARK, warn ? APLOG_WARNING : APLOG_DEBUG, 0, s,
-                     "MW00030: child %" APR_PID_T_FMT ": %s", getpid(), info);
+                     MWLOGNO(00030) "child %" APR_PID_T_FMT ": %s", getpid(), info);
     }
 }
 
@@ -91,7 +91,7 @@ static int wasm_handler(request_rec *r)
         if ((conf->module_in_htaccess || conf->htaccess_grant || conf->htaccess_change) &&
             !(ap_allow_options(r) & OPT_EXECCGI)) {
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                          "MW00027: %s (%s) is refused: a module named or given grants in "
+                          MWLOGNO(00027) "%s (%s) is refused: a module named or given grants in "
                           "an .htaccess file (%s) runs only where Options ExecCGI is on",
                           r->uri, conf->where,
                           conf->module_in_htaccess ? "WasmModule"
@@ -110,18 +110,18 @@ static int wasm_handler(request_rec *r)
         if (r->filename && r->finfo.filetype == APR_NOFILE &&
             ap_strcasecmp_match(r->filename, "*.wasm") == 0) {
             ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                          "MW00031: %s: there is no component file %s", r->uri, r->filename);
+                          MWLOGNO(00031) "%s: there is no component file %s", r->uri, r->filename);
             return HTTP_NOT_FOUND;
         }
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "MW00004: %s is handled by " MW_HANDLER_NAME " but no WasmComponent "
+                      MWLOGNO(00004) "%s is handled by " MW_HANDLER_NAME " but no WasmComponent "
                       "or WasmModule is configured for it, and it names no component file",
                       r->uri);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (conf->htaccess_grant) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "MW00026: %s (%s) is refused: %s grants the admin's component "
+                      MWLOGNO(00026) "%s (%s) is refused: %s grants the admin's component "
                       "something; .htaccess grants apply to a WasmModule only", r->uri,
                       conf->where, conf->htaccess_grant);
         return HTTP_INTERNAL_SERVER_ERROR;

@@ -2,7 +2,8 @@
  * host (host/, header mod_wasm_host.h); this side parses directives, owns
  * the request, and moves bytes between bucket brigades and the host.
  *
- * Log lines carry tags MWnnnnn, each used once; see the table in README.md. */
+ * Log lines carry tags MWnnnnn (MWLOGNO), each used once; docs/log-messages.md
+ * says what each means. */
 #ifndef MOD_WASM_H
 #define MOD_WASM_H
 
@@ -13,6 +14,11 @@
 
 /* The handler name that routes a request to this module. */
 #define MW_HANDLER_NAME "wasm-handler"
+
+/* The tag a log line starts with, as httpd's APLOGNO: MWLOGNO(00012) "text"
+ * is "MW00012: text". Each number is used once (a test checks it against
+ * docs/log-messages.md), so that a line in a log leads to one place. */
+#define MWLOGNO(n) "MW" #n ": "
 
 /* Room for one error message from the host. */
 #define MW_ERROR_LEN 1024

@@ -114,7 +114,7 @@ int mw_map_route(request_rec *r)
             path = (mw_bytes){(const uint8_t *)relative, strlen(relative)};
             if (mw_route_resolve((mw_bytes){(const uint8_t *)conf->routes_root, root_len}, path,
                                  &found, take_route)) {
-                ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "%s is routed to %s", r->uri,
+                ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, MWLOGNO(00045) "%s is routed to %s", r->uri,
                               found.file);
                 /* A fresh walk for the file, from the server's defaults as
                  * core's would start. */
@@ -141,7 +141,7 @@ int mw_map_route(request_rec *r)
                 break;
             case MW_REACH_HIDDEN:
                 ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                              "MW00036: %s is not served: below %s (WasmFileRoutes On) only "
+                              MWLOGNO(00036) "%s is not served: below %s (WasmFileRoutes On) only "
                               "components and public/ are", r->uri, conf->routes_root);
                 return HTTP_NOT_FOUND;
             }

@@ -81,7 +81,7 @@ pub fn run(apache: &Path, conf: &Path) -> io::Result<Ended> {
         .arg(conf)
         .arg("-DFOREGROUND")
         // A backtrace captured on every store drop costs a third of the
-        // throughput (DESIGN.md): Apache must never inherit these.
+        // throughput (docs/architecture.md, "Hazards"): Apache must never inherit these.
         .env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE")
         .stdin(Stdio::null())

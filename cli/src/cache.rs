@@ -6,10 +6,11 @@
 
 use std::fs::{self, DirBuilder, Permissions};
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::account::{self, ChildUser};
+use mod_wasm_rules::cache_dir;
 
 pub enum Cache {
     Dir(PathBuf),
@@ -43,9 +44,9 @@ fn candidates(root: bool) -> Vec<PathBuf> {
     };
     let mut dirs = Vec::new();
     if let Some(xdg) = absolute("XDG_CACHE_HOME") {
-        dirs.push(xdg.join("mod_wasm"));
+        dirs.push(xdg.join(cache_dir::DEFAULT_DIR_NAME));
     } else if let Some(home) = absolute("HOME") {
-        dirs.push(home.join(".cache/mod_wasm"));
+        dirs.push(home.join(".cache").join(cache_dir::DEFAULT_DIR_NAME));
     }
     let system = PathBuf::from("/var/cache/mod_wasm");
     if root && !dirs.contains(&system) {
@@ -78,19 +79,9 @@ fn prepare(dir: &Path, children: Option<&ChildUser>) -> Result<(), String> {
         Err(e) => return Err(format!("cannot create it: {e}")),
     }
     let metadata = fs::metadata(dir).map_err(|e| e.to_string())?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    if !metadata.is_dir() {
-        return Err("not a folder".to_owned());
-    }
-    if metadata.uid() != euid {
-        return Err(format!("belongs to user {}, not to you", metadata.uid()));
-    }
-    if metadata.mode() & 0o022 != 0 {
-        return Err(format!(
-            "writable by group or others (mode {:o})",
-            metadata.mode() & 0o7777
-        ));
+    // The module's own rule: a folder it would refuse is no use.
+    if let Some(why) = cache_dir::refusal(&metadata, cache_dir::effective_user()) {
+        return Err(why);
     }
     if let Some(user) = children
         && !account::can_reach(dir, user)

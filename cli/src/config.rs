@@ -32,6 +32,108 @@ pub struct Settings<'a> {
     pub cache: Option<&'a Path>,
     /// The user and group id the children switch to, when started as root.
     pub user: Option<(&'a str, u32)>,
+    /// What the components may use besides the site.
+    pub grants: &'a Grants,
+}
+
+/// What `--allow-outgoing`, `--env` and `--dir` grant the components: the
+/// same directives an admin writes in a site's section.
+#[derive(Debug, Default, PartialEq)]
+pub struct Grants {
+    /// `WasmAllowOutgoing` destinations, as given (the module checks them
+    /// at start-up, with its own error).
+    pub outgoing: Vec<String>,
+    /// `WasmEnv` names and values.
+    pub env: Vec<(String, String)>,
+    /// `WasmDir` / `WasmMapDir` grants.
+    pub dirs: Vec<DirGrant>,
+}
+
+/// One folder a component may open.
+#[derive(Debug, PartialEq)]
+pub struct DirGrant {
+    /// The folder on this machine.
+    pub host: std::path::PathBuf,
+    /// Where the component sees it; `None`: at the same path.
+    pub guest: Option<String>,
+    /// Read-only (`ro`).
+    pub read_only: bool,
+}
+
+/// `NAME=VALUE` for `--env`.
+pub fn env(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("--env {text:?}: give NAME=VALUE"))?;
+    let plain = name
+        .bytes()
+        .enumerate()
+        .all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()));
+    if name.is_empty() || !plain {
+        return Err(format!(
+            "--env {text:?}: a variable's name is letters, digits and _, not starting with a digit"
+        ));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+/// `PATH[:GUEST_PATH][:ro]` for `--dir`; PATH is made absolute here, as
+/// Apache would read a relative one below its (private) ServerRoot.
+pub fn dir(text: &str) -> Result<DirGrant, String> {
+    let (rest, read_only) = match text.strip_suffix(":ro") {
+        Some(rest) => (rest, true),
+        None => (text.strip_suffix(":rw").unwrap_or(text), false),
+    };
+    let (host, guest) = match rest.split_once(':') {
+        Some((host, guest)) => (host, Some(guest)),
+        None => (rest, None),
+    };
+    if guest.is_some_and(|g| !g.starts_with('/')) {
+        return Err(format!("--dir {text:?}: the guest path must be absolute"));
+    }
+    let host = std::fs::canonicalize(host).map_err(|e| format!("--dir {text:?}: {host}: {e}"))?;
+    if !host.is_dir() {
+        return Err(format!(
+            "--dir {text:?}: {} is not a folder",
+            host.display()
+        ));
+    }
+    Ok(DirGrant {
+        host,
+        guest: guest.map(str::to_owned),
+        read_only,
+    })
+}
+
+/// The grants as directives for the site's section.
+fn grant_directives(grants: &Grants) -> Result<String, String> {
+    let mut text = String::new();
+    for destination in &grants.outgoing {
+        text += &format!("    WasmAllowOutgoing {}\n", quote_text(destination)?);
+    }
+    for (name, value) in &grants.env {
+        text += &format!("    WasmEnv {name} {}\n", quote_text(value)?);
+    }
+    for dir in &grants.dirs {
+        let mode = if dir.read_only { "ro" } else { "rw" };
+        let host = quote(&dir.host)?;
+        text += &match &dir.guest {
+            Some(guest) => format!("    WasmMapDir {} {host} {mode}\n", quote_text(guest)?),
+            None => format!("    WasmDir {host} {mode}\n"),
+        };
+    }
+    Ok(text)
+}
+
+/// `text` in double quotes, refused if Apache could not read it back.
+fn quote_text(text: &str) -> Result<String, String> {
+    if text.contains(['"', '\\']) || text.chars().any(char::is_control) {
+        return Err(format!(
+            "{text:?} has a quote, a backslash or a control character, which Apache's \
+             configuration cannot hold"
+        ));
+    }
+    Ok(format!("\"{text}\""))
 }
 
 /// The configuration text, or why a path cannot be written into it.
@@ -101,7 +203,9 @@ pub fn text(s: &Settings) -> Result<String, String> {
          \x20   DirectoryIndex index.wasm index.html\n\
          \x20   WasmTimeout 30\n\
          \x20   WasmMemoryLimit 256M\n\
-         </Directory>\n"
+         {grants}\
+         </Directory>\n",
+        grants = grant_directives(s.grants)?,
     );
     Ok(text)
 }
@@ -140,6 +244,7 @@ mod tests {
             modules_dir: Path::new(MODULES_DIR),
             cache: Some(Path::new("/root/.cache/mod_wasm")),
             user: Some(("www-data", 33)),
+            grants: &Grants::default(),
         })
         .unwrap();
         assert_eq!(
@@ -198,6 +303,7 @@ DocumentRoot "/home/me/my site"
             modules_dir: Path::new(MODULES_DIR),
             cache: None,
             user: None,
+            grants: &Grants::default(),
         })
         .unwrap();
         assert!(text.contains("Listen [::1]:9000\n"));
@@ -217,8 +323,65 @@ DocumentRoot "/home/me/my site"
                 modules_dir: Path::new(MODULES_DIR),
                 cache: None,
                 user: None,
+                grants: &Grants::default(),
             });
             assert!(refused.is_err(), "{site:?}");
         }
+    }
+
+    #[test]
+    fn grants_become_the_site_sections_directives() {
+        let grants = Grants {
+            outgoing: vec!["https://api.example.com".into()],
+            env: vec![env("GREETING=hello there").unwrap()],
+            dirs: vec![
+                DirGrant {
+                    host: "/srv/data".into(),
+                    guest: None,
+                    read_only: true,
+                },
+                DirGrant {
+                    host: "/srv/up".into(),
+                    guest: Some("/uploads".into()),
+                    read_only: false,
+                },
+            ],
+        };
+        let text = text(&Settings {
+            dir: Path::new("/tmp/d"),
+            site: Path::new("/s"),
+            listen: "127.0.0.1:8080",
+            module: Path::new("/m.so"),
+            modules_dir: Path::new(MODULES_DIR),
+            cache: None,
+            user: None,
+            grants: &grants,
+        })
+        .unwrap();
+        assert!(text.contains(
+            "    WasmMemoryLimit 256M\n\
+             \x20   WasmAllowOutgoing \"https://api.example.com\"\n\
+             \x20   WasmEnv GREETING \"hello there\"\n\
+             \x20   WasmDir \"/srv/data\" ro\n\
+             \x20   WasmMapDir \"/uploads\" \"/srv/up\" rw\n\
+             </Directory>\n"
+        ));
+    }
+
+    #[test]
+    fn refuses_grants_it_cannot_write() {
+        assert!(env("1X=a").is_err());
+        assert!(env("NOVALUE").is_err());
+        assert_eq!(env("A_1=x=y").unwrap(), ("A_1".into(), "x=y".into()));
+        assert!(dir("/tmp:relative").is_err());
+        assert!(dir("/no/such/folder/here").is_err());
+        let grant = dir("/tmp:/scratch:ro").unwrap();
+        assert_eq!(grant.guest.as_deref(), Some("/scratch"));
+        assert!(grant.read_only);
+        let grants = Grants {
+            env: vec![("A".into(), "quote\"".into())],
+            ..Grants::default()
+        };
+        assert!(grant_directives(&grants).is_err());
     }
 }

@@ -7,7 +7,6 @@ mod account;
 mod apache;
 mod cache;
 mod config;
-mod routes;
 mod rundir;
 
 use std::ffi::{OsStr, OsString};
@@ -19,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use cache::Cache;
+use mod_wasm_rules::listing;
 use rundir::RunDir;
 
 const USAGE: &str = "\
@@ -37,6 +37,15 @@ Options:
   --apache PATH     Apache's program (default /usr/sbin/apache2)
   --user NAME       started as root, the user Apache's children run as
                     (default www-data)
+  --allow-outgoing DEST
+                    let the components send HTTP requests to DEST
+                    ([scheme://]host[:port], as WasmAllowOutgoing); repeatable
+  --env NAME=VALUE  an environment variable for the components (WasmEnv);
+                    repeatable
+  --dir PATH[:GUEST_PATH][:ro]
+                    let the components open the folder PATH, at GUEST_PATH
+                    (default: the same path), read-only with :ro (WasmDir,
+                    WasmMapDir); repeatable
   -h, --help        this help
 ";
 const DEFAULT_PORT: u16 = 8080;
@@ -57,6 +66,7 @@ struct Options {
     module: Option<PathBuf>,
     apache: Option<PathBuf>,
     user: Option<String>,
+    grants: config::Grants,
     site: PathBuf,
 }
 
@@ -121,6 +131,7 @@ fn parse(args: Vec<OsString>) -> Result<Command, String> {
         module: None,
         apache: None,
         user: None,
+        grants: config::Grants::default(),
         site: PathBuf::new(),
     };
     let mut site = None;
@@ -161,6 +172,9 @@ fn parse(args: Vec<OsString>) -> Result<Command, String> {
             "--module" => options.module = Some(value()?.into()),
             "--apache" => options.apache = Some(value()?.into()),
             "--user" => options.user = Some(text(value()?)?),
+            "--allow-outgoing" => options.grants.outgoing.push(text(value()?)?),
+            "--env" => options.grants.env.push(config::env(&text(value()?)?)?),
+            "--dir" => options.grants.dirs.push(config::dir(&text(value()?)?)?),
             _ => return Err(format!("unknown option {name}")),
         }
     }
@@ -222,13 +236,26 @@ fn serve(options: Options) -> Result<ExitCode, Failure> {
     {
         eprintln!(
             "mod_wasm: warning: Apache's children run as {} and cannot read {} (check it \
-             and the folders above it): its static files will not be served",
+             and the folders above it): neither its components nor its static files can \
+             be served",
             user.name,
             site.display()
         );
     }
+    if let Some(user) = &children {
+        for dir in &options.grants.dirs {
+            if !account::can_reach(&dir.host, user) {
+                eprintln!(
+                    "mod_wasm: warning: Apache's children run as {} and cannot reach {} \
+                     (--dir): a component that opens it will fail",
+                    user.name,
+                    dir.host.display()
+                );
+            }
+        }
+    }
 
-    let listing = routes::scan(&site)
+    let listing = listing::scan(&site)
         .map_err(|e| Failure::usage(format!("cannot read {}: {e}", site.display())))?;
     for (url, files) in listing.clashes() {
         eprintln!(
@@ -260,6 +287,7 @@ fn serve(options: Options) -> Result<ExitCode, Failure> {
             Cache::Off(_) => None,
         },
         user: children.as_ref().map(|user| (user.name.as_str(), user.gid)),
+        grants: &options.grants,
     })
     .map_err(Failure::usage)?;
     fs::write(&conf, text)
@@ -292,7 +320,7 @@ fn print_banner(
     site: &Path,
     listen: &str,
     apache: &Path,
-    listing: &routes::Listing,
+    listing: &listing::Listing,
     cache: &Cache,
     conf: &Path,
 ) -> io::Result<()> {
@@ -407,6 +435,7 @@ mod tests {
                 module: None,
                 apache: None,
                 user: Some("me".into()),
+                grants: config::Grants::default(),
                 site: "site".into(),
             }))
         );

@@ -2,10 +2,13 @@
 
 It answers with the method, the path and the size of the request body, and
 echoes the body back: the body is read and written in pieces, as streams.
+It also asks Apache (mod-wasm:host, world mod-wasm:host/guest) which
+<Location> serves it, and says so in a header.
 """
 
 from componentize_py_types import Err, Ok
 from wit_world import exports
+from wit_world.imports import request_info
 from wit_world.imports.streams import StreamError_Closed
 from wit_world.imports.types import (
     Fields,
@@ -48,7 +51,10 @@ class IncomingHandler(exports.IncomingHandler):
         body = read_body(request)
         text = f"Hello from Python! {method} {path}, {len(body)} bytes of body\n".encode()
 
-        headers = Fields.from_list([("content-type", b"text/plain; charset=utf-8")])
+        headers = Fields.from_list([
+            ("content-type", b"text/plain; charset=utf-8"),
+            ("x-location", request_info.location().encode()),
+        ])
         response = OutgoingResponse(headers)
         response.set_status_code(200)
         response_body = response.body()

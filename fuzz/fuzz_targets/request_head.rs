@@ -7,7 +7,8 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use mod_wasm_host::component::{BodySource, ReadError, RequestHead, build_request};
+use mod_wasm_host::component::{RequestHead, build_request};
+use mod_wasm_host::request_io::{BodySource, ReadError};
 
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mod_wasm_host::routes::{Reach, reachable, resolve};
+use mod_wasm_rules::routes::{Reach, reachable, resolve};
 use std::path::PathBuf;
 use std::sync::LazyLock;
 

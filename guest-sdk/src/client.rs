@@ -20,7 +20,7 @@ use wasi::http::types::{
 ///
 /// ```no_run
 /// # fn f() -> Result<(), mod_wasm_guest::Error> {
-/// let request = http::Request::get("http://127.0.0.1:8080/hello").body(())?;
+/// let request = mod_wasm_guest::http::Request::get("http://127.0.0.1:8080/hello").body(())?;
 /// let text = mod_wasm_guest::client::send(request)?.into_body().into_string()?;
 /// # Ok(()) }
 /// ```

@@ -99,7 +99,7 @@
 //!
 //! #[handler]
 //! async fn handle(_req: Request) -> Result<Response, Error> {
-//!     let upstream = http::Request::get("http://127.0.0.1:8080/hello").body(())?;
+//!     let upstream = mod_wasm_guest::http::Request::get("http://127.0.0.1:8080/hello").body(())?;
 //!     client::send_async(upstream).await
 //! }
 //! ```
@@ -116,7 +116,7 @@
 //! use mod_wasm_guest::http::{Request, Response};
 //!
 //! #[handler]
-//! fn reply(req: Request<String>) -> Result<Response<String>, http::Error> {
+//! fn reply(req: Request<String>) -> Result<Response<String>, mod_wasm_guest::http::Error> {
 //!     Response::builder()
 //!         .header("x-generated-by", "mod_wasm")
 //!         .body(format!("{} bytes for {}\n", req.body().len(), req.uri().path()))

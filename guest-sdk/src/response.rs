@@ -1,9 +1,10 @@
 //! [`IntoResponse`]: what a handler may return.
 
-use crate::Body;
+use crate::{Body, Error};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, StatusCode};
+use std::any::Any;
 use std::fmt::Display;
 
 /// A response with a [`Body`].
@@ -21,7 +22,7 @@ pub type Response<B = Body> = http::Response<B>;
 /// | `(StatusCode, T)` | that | `T`'s |
 /// | `(StatusCode, HeaderMap, T)` | that | `T`'s, then the map's headers |
 /// | `http::Response<B>` for `B: Into<Body>` | its own | its own |
-/// | `Result<T, E>` for `E: Display` | `T`'s, or 500 | `Err`: text of the error to the error log, a plain 500 to the client |
+/// | `Result<T, E>` for `E: Display` | `T`'s, or 500 (400 for [`Error::Json`](crate::Error::Json)) | `Err`: text of the error to the error log, a plain 500 to the client; a body that is not the JSON asked for is the client's mistake, a 400 saying why |
 pub trait IntoResponse {
     /// The response.
     fn into_response(self) -> Response;
@@ -113,11 +114,21 @@ impl<T: IntoResponse> IntoResponse for (StatusCode, HeaderMap, T) {
     }
 }
 
-impl<T: IntoResponse, E: Display> IntoResponse for Result<T, E> {
+impl<T: IntoResponse, E: Display + 'static> IntoResponse for Result<T, E> {
     fn into_response(self) -> Response {
         match self {
             Ok(inner) => inner.into_response(),
-            Err(error) => internal_error(&error),
+            Err(error) => match (&error as &dyn Any).downcast_ref::<Error>() {
+                // A request body that is not the JSON the handler asked
+                // for is the client's mistake: 400, as axum's `Json`
+                // rejection answers, and nothing in the error log.
+                Some(Error::Json(why)) => (
+                    StatusCode::BAD_REQUEST,
+                    format!("the request body is not the JSON expected: {why}\n"),
+                )
+                    .into_response(),
+                _ => internal_error(&error),
+            },
         }
     }
 }
@@ -184,6 +195,18 @@ mod tests {
         let response = (StatusCode::OK, headers, "<p>hi</p>").into_response();
         assert_eq!(content_type(&response), Some("text/html"));
         assert_eq!(response.headers()["x-extra"], "1");
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_a_400_saying_why() {
+        let result: Result<&str, Error> = Err(Error::Json("expected value at line 1".into()));
+        let response = result.into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let other: Result<&str, Error> = Err(Error::Stalled);
+        assert_eq!(
+            other.into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 
     #[test]

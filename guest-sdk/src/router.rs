@@ -16,13 +16,18 @@ type Handler = Box<dyn Fn(Request) -> Response>;
 /// parameter. An unknown path is a 404; a known path with another method is
 /// a 405 with `Allow`; `HEAD` falls back to the `GET` handler.
 ///
+/// Patterns match the request's whole path, not the part below the
+/// `<Location>` that serves the component: at `<Location /api>`, write
+/// `/api/users/{id}`, or build the patterns from
+/// [`apache::location()`](crate::apache::location).
+///
 /// ```
 /// use mod_wasm_guest::{Request, RequestExt, Router};
 ///
 /// fn router() -> Router {
 ///     Router::new()
 ///         .get("/users/{id}", |req: Request| format!("user {}", req.param("id").unwrap()))
-///         .post("/users", |_req: Request| (http::StatusCode::CREATED, "made"))
+///         .post("/users", |_req: Request| (mod_wasm_guest::http::StatusCode::CREATED, "made"))
 /// }
 /// ```
 #[derive(Default)]

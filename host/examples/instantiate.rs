@@ -13,11 +13,11 @@
 //! figure printed is the time spent serving, without the pauses.
 
 use mod_wasm_host::component::{
-    BodySource, ReadError, RequestFacts, RequestHead, ResponseSink, Reuse, ReuseKey, SinkError,
-    build_request, serve,
+    Call, RequestFacts, RequestHead, Reuse, ReuseKey, build_request, serve,
 };
 use mod_wasm_host::host::Host;
 use mod_wasm_host::log::{LogKind, RequestLog};
+use mod_wasm_host::request_io::{BodySource, ReadError, ResponseSink, SinkError};
 use mod_wasm_host::sandbox::Sandbox;
 use std::path::Path;
 use std::sync::Arc;
@@ -97,20 +97,19 @@ fn main() {
         };
         let (scheme, request) = build_request(head, NoBody).expect("request");
         let mut sink = CountingSink::default();
-        serve(
-            pre,
+        let call = Call {
             scheme,
             request,
-            &mut sink,
+            sink: &mut sink,
             sandbox,
-            RequestFacts::default(),
-            Arc::new(Quiet),
-            reuse.map(|max_requests| Reuse {
+            facts: RequestFacts::default(),
+            log: Arc::new(Quiet),
+            reuse: reuse.map(|max_requests| Reuse {
                 key: ReuseKey::new(entry.clone(), String::new()),
                 max_requests,
             }),
-        )
-        .expect("serve");
+        };
+        serve(pre, call).expect("serve");
         assert_eq!(sink.status, 200);
     };
     for _ in 0..200 {

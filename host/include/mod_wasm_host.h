@@ -10,46 +10,11 @@
 // Bytes one stream of one request may log. A guest that writes more (a
 // loop printing until its timeout) would flood the error log: the rest is
 // dropped, and one line says so.
-#define MAX_LOGGED (64 * 1024)
-
-// The stack a guest and the host code it calls run on: 8 MiB, Linux's
-// default thread stack, which is what Apache's own code expects.
-#define DEFAULT_ASYNC_STACK_SIZE (8 << 20)
-
-// Outgoing requests one request may have open at once; more are refused
-// with `connection-limit-reached`, so that a guest cannot use up the
-// child's sockets.
-#define MAX_OPEN 8
-
-// Refusals logged per request; one more line says the rest are not.
-#define MAX_LOGGED_REFUSALS 10
-
-// The most lookups in flight per process.
-#define MAX_LOOKUPS 16
+#define MW_MAX_LOGGED (64 * 1024)
 
 // [`DEFAULT_TIMEOUT`] in milliseconds, for the C side, which bounds the
 // writes to a client by the same deadline.
-#define DEFAULT_TIMEOUT_MS 60000
-
-// `WasmMemoryLimit` when none is configured: per linear memory.
-#define DEFAULT_MEMORY_LIMIT (128 << 20)
-
-// Elements a table may grow to. Not configurable: real components stay far
-// below it, and it stops a guest from using tables to exhaust host memory.
-#define MAX_TABLE_ELEMENTS (1 << 20)
-
-// Resources (streams, pollables, header fields, ...) a guest may hold at
-// once in the host. Real guests hold dozens.
-#define MAX_RESOURCES 1024
-
-// The largest single write to an outgoing body (the response's, or an
-// outgoing request's) the host buffers: with [`MAX_RESOURCES`] it bounds
-// what unsent bodies can pin in the host.
-#define MAX_BODY_CHUNK (64 * 1024)
-
-// Bytes of names and values one set of header fields may hold in the host
-// (Apache itself accepts about 8 KiB per request header line).
-#define MAX_FIELDS_SIZE (32 * 1024)
+#define MW_DEFAULT_TIMEOUT_MS 60000
 
 // What a call returns.
 enum mw_result
@@ -73,12 +38,16 @@ enum mw_result
   MW_RESULT_NO_RESPONSE = 6,
   // A callback of the exchange refused a head or data.
   MW_RESULT_SINK_FAILED = 7,
-  // The host failed (a bug: a panic, or a resource that could not be had).
+  // The host could not serve: a resource that could not be had (a full
+  // instance pool, no runtime).
   MW_RESULT_INTERNAL = 8,
   // The request ran past its time limit; the guest was stopped.
   MW_RESULT_TIMEOUT = 9,
   // A directive's value is invalid.
   MW_RESULT_INVALID_CONFIG = 10,
+  // The host panicked: a bug in mod_wasm, never the guest's doing. The
+  // message says where.
+  MW_RESULT_PANIC = 11,
 };
 #if __STDC_VERSION__ >= 202311L
 typedef enum mw_result mw_result;
@@ -86,8 +55,20 @@ typedef enum mw_result mw_result;
 typedef uint32_t mw_result;
 #endif // __STDC_VERSION__ >= 202311L
 
+// Which directive a value is for.
+typedef enum mw_number {
+  // `WasmTimeout`: seconds in, milliseconds out.
+  MW_NUMBER_TIMEOUT,
+  // `WasmMemoryLimit`: a size in, bytes out.
+  MW_NUMBER_MEMORY_LIMIT,
+  // `WasmMaxInstances`: a count.
+  MW_NUMBER_COUNT,
+  // `WasmInstanceReuse`: `Off` (1) or a count.
+  MW_NUMBER_COUNT_OR_OFF,
+} mw_number;
+
 // What a URL naming an existing file below a `WasmFileRoutes` directory
-// may reach (see [`crate::routes::reachable`]).
+// may reach (see [`mod_wasm_rules::routes::reachable`]).
 enum mw_reach
 #if __STDC_VERSION__ >= 202311L
   : uint32_t
@@ -286,6 +267,11 @@ typedef struct mw_request {
   // The most verbose level the request's `LogLevel` lets through for this
   // module, 0 (`APLOG_EMERG`) to 15 (`APLOG_TRACE8`).
   uint8_t log_level;
+  // The `[name]` segments of a `WasmFileRoutes` route, form-urlencoded
+  // (`id=42&post=7`); NULL `ptr` when the request came by no route. The
+  // guest receives them in [`PARAMS_HEADER`](mod_wasm_rules::routes::PARAMS_HEADER),
+  // and never a client's field of that name.
+  struct mw_bytes route_params;
 } mw_request;
 
 // A directory grant (`WasmDir`, `WasmMapDir`).
@@ -382,9 +368,25 @@ typedef struct mw_invocation {
   size_t env_len;
   // `WasmEntryPoint`; empty for `_start`.
   struct mw_bytes entry_point;
+  // `WasmMapCGIFileNames On`: `SCRIPT_FILENAME` in `env` is the host's
+  // path, to be given as the guest sees it
+  // ([`Sandbox::guest_path`](crate::sandbox::Sandbox::guest_path)).
+  bool map_script_filename;
 } mw_invocation;
 
 
+
+// Reads `text` as the value `kind` says into `*value_out`, or says in `err`
+// why it is not one (a sentence to follow the directive's name).
+//
+// # Safety
+// `text` is valid; `value_out` is writable; `err` has `err_len` writable
+// bytes.
+mw_result mw_parse_number(enum mw_number kind,
+                          struct mw_bytes text,
+                          uint64_t *value_out,
+                          char *err,
+                          size_t err_len);
 
 // The component in the file at `path` (absolute), which a request named:
 // compiled by this child on first use and again when the file changed, or
@@ -424,7 +426,7 @@ size_t mw_host_preload_routes(struct mw_host *host,
                               void (*failed)(void *ctx, struct mw_bytes why));
 
 // Looks `path` (the request's path below `root`, decoded) up as a route of
-// `WasmFileRoutes` in the directory `root` (see [`crate::routes`]). If it
+// `WasmFileRoutes` in the directory `root` (see [`mod_wasm_rules::routes`]). If it
 // resolves, calls `found` once and returns true: with the file, whether it
 // is a component (else a static file from `public/`), and the dynamic
 // segments as a form-urlencoded `name=value&...` string (empty if none),
@@ -484,6 +486,17 @@ mw_result mw_host_set_cache_dir(struct mw_host *host,
                                 struct mw_bytes dir,
                                 char *err,
                                 size_t err_len);
+
+// Keeps compiled code in the default directory below Apache's runtime
+// directory `runtime_dir` (`DefaultRuntimeDir`), when no `WasmCacheDir`
+// named one: as [`mw_host_set_cache_dir`] with that directory.
+//
+// # Safety
+// As for [`mw_host_set_cache_dir`].
+mw_result mw_host_set_default_cache_dir(struct mw_host *host,
+                                        struct mw_bytes runtime_dir,
+                                        char *err,
+                                        size_t err_len);
 
 // Whether [`mw_host_set_cache_dir`] has been called on `host` (false for
 // NULL).
@@ -629,6 +642,14 @@ const struct mw_stats *mw_stats_for(struct mw_bytes location,
 // # Safety
 // `stats` is NULL or came from [`mw_stats_for`].
 void mw_stats_count(const struct mw_stats *stats, mw_error_kind error, bool counted);
+
+// The form of the status page that the request's query (`r->args`, NULL
+// for none) asks for, and the Content-Type to send it with in
+// `*content_type_out` (a static string).
+//
+// # Safety
+// `query` is valid; `content_type_out` is writable.
+mw_status_format mw_status_format_of(struct mw_bytes query, const char **content_type_out);
 
 // Renders the status page and hands it to `write` in one piece.
 //

@@ -15,18 +15,15 @@
 //! must therefore be writable only by the user that starts Apache: one
 //! writable by anybody else is refused.
 
-use crate::compile::Kind;
+use crate::kind::Kind;
+use mod_wasm_rules::cache_dir;
 use sha2::{Digest, Sha256};
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::hash::{Hash, Hasher};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use wasmtime::Engine;
-
-/// The name of the directory under Apache's runtime directory used when no
-/// `WasmCacheDir` is configured.
-pub const DEFAULT_DIR_NAME: &str = "mod_wasm";
 
 /// What the cache files are called: `<stem>-<hash>.cwasm`.
 const EXTENSION: &str = "cwasm";
@@ -53,23 +50,10 @@ impl DiskCache {
             .create(dir)
             .map_err(|e| format!("cannot create {shown}: {e}"))?;
         let metadata = fs::metadata(dir).map_err(|e| format!("cannot open {shown}: {e}"))?;
-        if !metadata.is_dir() {
-            return Err(format!("{shown} is not a directory"));
-        }
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let euid = unsafe { libc::geteuid() };
-        if metadata.uid() != euid {
+        if let Some(why) = cache_dir::refusal(&metadata, cache_dir::effective_user()) {
             return Err(format!(
-                "{shown} belongs to user {}, not to the user Apache starts as ({euid}): \
-                 compiled code is only loaded from a directory nobody else can write",
-                metadata.uid()
-            ));
-        }
-        if metadata.mode() & 0o022 != 0 {
-            return Err(format!(
-                "{shown} is writable by group or others (mode {:o}): compiled code is \
-                 only loaded from a directory nobody else can write",
-                metadata.mode() & 0o7777
+                "{shown} is refused: {why}; compiled code is only loaded from a directory \
+                 nobody else can write"
             ));
         }
         Ok(DiskCache {
@@ -155,6 +139,7 @@ impl Hasher for KeyHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     fn scratch(name: &str) -> PathBuf {
         let dir =

@@ -12,6 +12,7 @@
 use crate::cache::DiskCache;
 use crate::component::ComponentLinker;
 use crate::engine;
+pub use crate::kind::Kind;
 use crate::legacy::ModuleLinker;
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -20,15 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module, ResourcesRequired};
-
-/// What a file is served as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// A `wasi:http/incoming-handler` component (`WasmComponent`).
-    Component,
-    /// A WASI preview1 core module (`WasmModule`).
-    Module,
-}
 
 /// A compiled, validated component or module, ready to be loaded by a
 /// child.
@@ -295,11 +287,10 @@ fn load_file(engine: &Engine, file: &Path, kind: Kind) -> Result<Footprint, Stri
     }
 }
 
-/// The largest `.wasm` file a child reads to compile on demand (a
-/// component file, an `.htaccess` module): the 18 MB Python example is
-/// far below it; a video someone served with `SetHandler wasm-handler` is
-/// not read at all.
-pub(crate) const MAX_WASM_BYTES: u64 = 256 << 20;
+// The largest `.wasm` file a child reads to compile on demand (a component
+// file, an `.htaccess` module): the 18 MB Python example is far below it; a
+// video someone served with `SetHandler wasm-handler` is not read at all.
+use mod_wasm_rules::MAX_WASM_BYTES;
 
 /// The bytes of the `.wasm` file at `path` if it is one of `kind` and at
 /// most [`MAX_WASM_BYTES`]: only its first 8 bytes are read otherwise. The

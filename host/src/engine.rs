@@ -11,7 +11,7 @@ use wasmtime::{
 
 /// The stack a guest and the host code it calls run on: 8 MiB, Linux's
 /// default thread stack, which is what Apache's own code expects.
-pub const DEFAULT_ASYNC_STACK_SIZE: usize = 8 << 20;
+pub(crate) const DEFAULT_ASYNC_STACK_SIZE: usize = 8 << 20;
 
 /// The configuration every mod_wasm engine is built from.
 pub fn config() -> Config {

@@ -20,7 +20,8 @@ use crate::component::{ComponentLinker, RequestState};
 use crate::engine::{Allocation, Capacity};
 use crate::legacy::{LegacyState, ModuleLinker};
 use crate::on_demand::OnDemand;
-use crate::{engine, routes, ticker};
+use crate::{engine, ticker};
+use mod_wasm_rules::routes;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -35,9 +36,9 @@ pub struct Host {
     components: Registry<ProxyPre<RequestState>>,
     modules: Registry<InstancePre<LegacyState>>,
     /// Modules named in `.htaccess` files, compiled in this child.
-    htaccess_modules: OnDemand<InstancePre<LegacyState>>,
+    htaccess_modules: OnDemand<HostedModule>,
     /// Components served as the request's file, compiled in this child.
-    file_components: OnDemand<ProxyPre<RequestState>>,
+    file_components: OnDemand<HostedComponent>,
     /// Set in each child by [`Host::child_init`].
     engine: Option<Engine>,
     component_linker: Option<ComponentLinker>,
@@ -218,7 +219,7 @@ impl Host {
     /// in this child: compiled with the child's engine on first use, and
     /// again when the file changed. Several threads may ask at once.
     pub fn module_for_htaccess(&self, path: &Path) -> Result<Arc<HostedModule>, String> {
-        let Some(engine) = &self.engine else {
+        let (Some(engine), Some(capacity)) = (&self.engine, &self.capacity) else {
             return Err(
                 "modules named in .htaccess files are loaded by the serving \
                         processes only"
@@ -234,10 +235,11 @@ impl Host {
         let shown = path.display();
         self.htaccess_modules.get(path, |canonical, identity| {
             let started = Instant::now();
-            let bytes =
-                std::fs::read(canonical).map_err(|e| format!("cannot read {shown}: {e}"))?;
+            let bytes = compile::read_checked(canonical, Kind::Module)
+                .map_err(|why| format!("{shown} {why}"))?;
             let compiled = compile::compile(engine, &bytes, Kind::Module)
                 .map_err(|why| format!("{shown}: {why}"))?;
+            fits_the_pool(compiled.footprint, capacity, &shown, "WasmModule")?;
             let hosted = HostedModule::new(Arc::new(Artifact {
                 path: canonical.to_path_buf(),
                 code: Code::Bytes(compiled.serialized),
@@ -281,19 +283,7 @@ impl Host {
             let component = Component::new(engine, &bytes)
                 .map_err(|e| format!("{shown} is not a valid component: {e:#}"))?;
             let footprint = Footprint::of(component.resources_required());
-            if footprint.memories > capacity.memories_per_request
-                || footprint.tables > capacity.tables_per_request
-            {
-                return Err(format!(
-                    "{shown} needs {} memories and {} tables, more than the {} and {} \
-                     this child's instance pool has room for per request; name it in a \
-                     WasmComponent directive so that the pool is sized for it",
-                    footprint.memories,
-                    footprint.tables,
-                    capacity.memories_per_request,
-                    capacity.tables_per_request
-                ));
-            }
+            fits_the_pool(footprint, capacity, &shown, "WasmComponent")?;
             component
                 .initialize_copy_on_write_image()
                 .map_err(|e| format!("{shown}: cannot prepare its memory image: {e:#}"))?;
@@ -408,4 +398,29 @@ fn load_module(engine: &Engine, artifact: &Artifact) -> Result<InstancePre<Legac
     ModuleLinker::new(engine)
         .map_err(|e| format!("cannot build the linker: {e:#}"))?
         .pre_instantiate(&module)
+}
+
+/// A file compiled in a child (`.htaccess`, file routes) must fit the slots
+/// the child's pool was sized for at start-up from the files the
+/// configuration named; `directive` is the one that would size it.
+fn fits_the_pool(
+    footprint: Footprint,
+    capacity: &Capacity,
+    shown: &std::path::Display<'_>,
+    directive: &str,
+) -> Result<(), String> {
+    if footprint.memories > capacity.memories_per_request
+        || footprint.tables > capacity.tables_per_request
+    {
+        return Err(format!(
+            "{shown} needs {} memories and {} tables, more than the {} and {} this child's \
+             instance pool has room for per request; name it in a {directive} directive so \
+             that the pool is sized for it",
+            footprint.memories,
+            footprint.tables,
+            capacity.memories_per_request,
+            capacity.tables_per_request
+        ));
+    }
+    Ok(())
 }

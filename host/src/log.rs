@@ -2,7 +2,7 @@
 //! error log, with the request's location; the C side picks tag and level
 //! from the kind).
 
-use crate::component::LineSink;
+use crate::request_io::LineSink;
 use std::sync::{Arc, RwLock};
 
 /// What a message is about.
@@ -80,8 +80,17 @@ impl StreamLog {
     }
 }
 
+/// What Rust's standard library prints after a panic message. The guest
+/// cannot act on it (its environment is the admin's `WasmEnv`, and a
+/// backtrace needs debug info the guest's build stripped), and in Apache's
+/// error log it reads as advice to the admin about Apache: left out.
+const RUST_BACKTRACE_HINT: &[u8] = b"note: run with `RUST_BACKTRACE=1` environment variable";
+
 impl LineSink for StreamLog {
     fn line(&mut self, line: &[u8]) {
+        if self.kind == LogKind::GuestStderr && line.starts_with(RUST_BACKTRACE_HINT) {
+            return;
+        }
         self.log.log(self.kind, line);
     }
 
@@ -91,5 +100,36 @@ impl LineSink for StreamLog {
             _ => b"stderr",
         };
         self.log.log(LogKind::OutputSuppressed, stream);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<Vec<u8>>>);
+
+    impl RequestLog for Collect {
+        fn log(&self, _: LogKind, text: &[u8]) {
+            self.0.lock().unwrap().push(text.to_vec());
+        }
+        fn guest_log(&self, _: u8, _: &[u8]) {}
+    }
+
+    #[test]
+    fn the_rust_backtrace_hint_is_left_out_of_stderr_only() {
+        let log = Arc::new(Collect::default());
+        let mut stderr = StreamLog::new(log.clone(), LogKind::GuestStderr);
+        stderr.line(b"thread '<unnamed>' panicked at src/lib.rs:3:5:");
+        stderr
+            .line(b"note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace");
+        let mut stdout = StreamLog::new(log.clone(), LogKind::GuestStdout);
+        stdout.line(b"note: run with `RUST_BACKTRACE=1` environment variable, said stdout");
+        let lines = log.0.lock().unwrap();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with(b"thread"));
+        assert!(lines[1].ends_with(b"said stdout"));
     }
 }

@@ -11,20 +11,19 @@
 //! a slow compile holds up only the requests that wait for that file.
 
 use crate::compile::{self, FileIdentity};
-use crate::host::Hosted;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// By canonical path: the file as it was compiled, and what came of it.
-type Entries<P> = HashMap<PathBuf, (FileIdentity, Result<Arc<Hosted<P>>, String>)>;
+type Entries<T> = HashMap<PathBuf, (FileIdentity, Result<Arc<T>, String>)>;
 
-/// The files of one kind this child compiled on demand.
-pub(crate) struct OnDemand<P> {
-    entries: Mutex<Entries<P>>,
+/// The files of one kind this child compiled on demand, as `T`.
+pub(crate) struct OnDemand<T> {
+    entries: Mutex<Entries<T>>,
 }
 
-impl<P> Default for OnDemand<P> {
+impl<T> Default for OnDemand<T> {
     fn default() -> Self {
         OnDemand {
             entries: Mutex::new(HashMap::new()),
@@ -32,7 +31,7 @@ impl<P> Default for OnDemand<P> {
     }
 }
 
-impl<P> OnDemand<P> {
+impl<T> OnDemand<T> {
     /// The entry for the file at `path` as it is now: what came of it
     /// before if the file did not change since, else `load(canonical path,
     /// identity)`. Two threads that find a file new at the same time may
@@ -40,10 +39,10 @@ impl<P> OnDemand<P> {
     pub(crate) fn get(
         &self,
         path: &Path,
-        load: impl FnOnce(&Path, FileIdentity) -> Result<Hosted<P>, String>,
-    ) -> Result<Arc<Hosted<P>>, String> {
+        load: impl FnOnce(&Path, FileIdentity) -> Result<T, String>,
+    ) -> Result<Arc<T>, String> {
         let (canonical, identity) = compile::identify(path)?;
-        let cached = |entries: &Entries<P>| {
+        let cached = |entries: &Entries<T>| {
             entries
                 .get(&canonical)
                 .filter(|(cached, _)| *cached == identity)
@@ -61,7 +60,7 @@ impl<P> OnDemand<P> {
         outcome
     }
 
-    fn lock(&self) -> MutexGuard<'_, Entries<P>> {
+    fn lock(&self) -> MutexGuard<'_, Entries<T>> {
         // A panic while holding the lock cannot leave the map half-changed.
         self.entries
             .lock()

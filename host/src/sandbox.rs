@@ -3,6 +3,7 @@
 //! HTTP). Everything not granted here is denied.
 
 use crate::outgoing::OutgoingRule;
+use crate::request_io::Limits;
 use crate::stats::Meter;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,31 +13,26 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 /// `WasmTimeout` when none is configured.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(DEFAULT_TIMEOUT_MS);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(DEFAULT_TIMEOUT_MS);
 
 /// [`DEFAULT_TIMEOUT`] in milliseconds, for the C side, which bounds the
 /// writes to a client by the same deadline.
 pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
 
 /// `WasmMemoryLimit` when none is configured: per linear memory.
-pub const DEFAULT_MEMORY_LIMIT: usize = 128 << 20;
+pub(crate) const DEFAULT_MEMORY_LIMIT: usize = 128 << 20;
 
 /// Elements a table may grow to. Not configurable: real components stay far
 /// below it, and it stops a guest from using tables to exhaust host memory.
-pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 /// Resources (streams, pollables, header fields, ...) a guest may hold at
 /// once in the host. Real guests hold dozens.
-pub const MAX_RESOURCES: usize = 1024;
-
-/// The largest single write to an outgoing body (the response's, or an
-/// outgoing request's) the host buffers: with [`MAX_RESOURCES`] it bounds
-/// what unsent bodies can pin in the host.
-pub const MAX_BODY_CHUNK: usize = 64 * 1024;
+pub(crate) const MAX_RESOURCES: usize = 1024;
 
 /// Bytes of names and values one set of header fields may hold in the host
 /// (Apache itself accepts about 8 KiB per request header line).
-pub const MAX_FIELDS_SIZE: usize = 32 * 1024;
+pub(crate) const MAX_FIELDS_SIZE: usize = 32 * 1024;
 
 /// The limits and grants of one request.
 #[derive(Clone)]
@@ -72,6 +68,49 @@ impl Default for Sandbox {
 }
 
 impl Sandbox {
+    /// Where the guest sees the host file `host_path`: below the granted
+    /// directory (`WasmDir`, `WasmMapDir`) with the longest host path that
+    /// contains it, at that grant's guest path; `None` if no grant does.
+    /// (`WasmMapCGIFileNames` gives a module its `SCRIPT_FILENAME` this way.)
+    pub fn guest_path(&self, host_path: &str) -> Option<String> {
+        // "/srv/app/" contains "/srv/app/x" as "/srv/app" does.
+        fn trimmed(path: &str) -> &str {
+            match path.trim_end_matches('/') {
+                "" if path.starts_with('/') => "/",
+                trimmed => trimmed,
+            }
+        }
+        let (_, rest, guest) = self
+            .dirs
+            .iter()
+            .filter_map(|dir| {
+                let host = trimmed(dir.host.to_str()?);
+                let rest = if host == "/" {
+                    host_path
+                } else {
+                    let rest = host_path.strip_prefix(host)?;
+                    if !rest.is_empty() && !rest.starts_with('/') {
+                        return None; // "/srv/application" is not in "/srv/app"
+                    }
+                    rest
+                };
+                Some((host.len(), rest, trimmed(&dir.guest)))
+            })
+            .max_by_key(|(len, _, _)| *len)?;
+        Some(match (guest.ends_with('/'), rest.strip_prefix('/')) {
+            (true, Some(below)) => format!("{guest}{below}"),
+            _ => format!("{guest}{rest}"),
+        })
+    }
+
+    /// The limits a failure is explained by.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            timeout: self.timeout,
+            memory: self.memory_limit,
+        }
+    }
+
     /// The environment with later duplicates winning, in first-set order.
     pub fn environment(&self) -> Vec<(String, String)> {
         self.environment_over(Vec::new())
@@ -270,5 +309,43 @@ mod tests {
         drop(limiter);
         assert_eq!(slot.memory.load(Ordering::Relaxed), 0);
         assert_eq!(slot.peak_memory.load(Ordering::Relaxed), 65536);
+    }
+
+    #[test]
+    fn a_host_file_is_found_below_the_longest_grant_that_holds_it() {
+        let grant = |host: &str, guest: &str| DirGrant {
+            host: host.into(),
+            guest: guest.into(),
+            read_only: true,
+        };
+        let sandbox = Sandbox {
+            dirs: vec![
+                grant("/srv/app/", "/app"),
+                grant("/srv/app/static", "/static/"),
+                grant("/", "/host"),
+                grant("/data", "/"),
+            ],
+            ..Sandbox::default()
+        };
+        assert_eq!(
+            sandbox.guest_path("/srv/app/run.py").as_deref(),
+            Some("/app/run.py")
+        );
+        assert_eq!(sandbox.guest_path("/srv/app").as_deref(), Some("/app"));
+        assert_eq!(
+            sandbox.guest_path("/srv/app/static/x.css").as_deref(),
+            Some("/static/x.css")
+        );
+        assert_eq!(sandbox.guest_path("/data/a/b").as_deref(), Some("/a/b"));
+        assert_eq!(
+            sandbox.guest_path("/srv/application").as_deref(),
+            Some("/host/srv/application")
+        );
+        let none = Sandbox {
+            dirs: vec![grant("/srv/app", "/app")],
+            ..Sandbox::default()
+        };
+        assert_eq!(none.guest_path("/srv/application"), None);
+        assert_eq!(none.guest_path("/etc/passwd"), None);
     }
 }

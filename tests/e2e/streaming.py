@@ -1,6 +1,7 @@
-"""The 1 GiB download check both component test files use: the guest sends
-1 GiB of the byte pattern 0..255 repeated; the client checks every byte and
-the serving child's peak RSS growth."""
+"""Streamed bodies: patterned uploads, and the 1 GiB download check the
+component tests use (the guest sends 1 GiB of the byte pattern 0..255
+repeated; the client checks every byte and the serving child's peak RSS
+growth)."""
 
 import hashlib
 
@@ -9,6 +10,20 @@ from http1 import request
 
 MIB = 1024 * 1024
 GIB_LIMIT_MIB = 32
+
+
+def pattern_upload(size, piece):
+    """size bytes of a repeating pattern, in pieces; returns (pieces, sha256)."""
+    block = bytes(range(256)) * (piece // 256)
+    digest = hashlib.sha256()
+    sent = 0
+    pieces = []
+    while sent < size:
+        part = block[: min(piece, size - sent)]
+        pieces.append(part)
+        digest.update(part)
+        sent += len(part)
+    return pieces, digest.hexdigest()
 
 
 def assert_1_gib_streams_with_bounded_memory(server, target):

@@ -1,5 +1,6 @@
 //! The request body, pulled from Apache's input filters as the guest reads.
 
+use crate::request_io::{BodySource, ReadError};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
@@ -9,19 +10,6 @@ use wasmtime_wasi_http::Error;
 /// How much one read asks Apache for. Memory per request body is bounded by
 /// a few of these, whatever the size of the upload.
 const READ_CHUNK: usize = 64 * 1024;
-
-/// Why reading the request body failed. The C side keeps the details (it
-/// knows the HTTP status, e.g. 413 for `LimitRequestBody`).
-#[derive(Debug)]
-pub struct ReadError;
-
-/// Where request body bytes come from: in Apache, `ap_get_brigade` on the
-/// request's input filters.
-pub trait BodySource: Send + 'static {
-    /// Blocks until at least one byte is read into `buf`, or returns 0 at
-    /// the end of the body.
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ReadError>;
-}
 
 /// An `http_body::Body` over a [`BodySource`].
 ///

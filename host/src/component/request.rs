@@ -1,6 +1,7 @@
 //! Turning Apache's view of a request into the `http` types wasi:http wants.
 
-use super::{BodySource, RequestBody};
+use super::RequestBody;
+use crate::request_io::BodySource;
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderName, HeaderValue, Method, Uri};
 use wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS;
@@ -75,7 +76,7 @@ fn lossy(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::component::ReadError;
+    use crate::request_io::ReadError;
 
     struct Empty;
     impl BodySource for Empty {

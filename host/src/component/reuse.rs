@@ -88,6 +88,7 @@ fn idle() -> std::sync::MutexGuard<'static, Vec<Idle>> {
 /// slots, so that one location whose every thread reuses never evicts.
 pub fn set_capacity(instances: usize) {
     CAPACITY.store(instances.max(1), Ordering::Relaxed);
+    crate::request_io::evict_idle_with(evict_oldest);
 }
 
 /// The most recently idle instance for `key`, if any.
@@ -118,7 +119,7 @@ pub fn give_back(reuse: Reuse, mut instance: Instance) {
 }
 
 /// Drops the oldest idle instance, giving its slots back to the pool.
-/// False if none was idle. [`PoolRoom`](super::PoolRoom) calls it for any
+/// False if none was idle. [`PoolRoom`](crate::request_io::PoolRoom) calls it for any
 /// new instance (a legacy module's too) that finds the pool full.
 pub fn evict_oldest() -> bool {
     let evicted = {
@@ -133,8 +134,7 @@ mod tests {
     use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig};
     use wasmtime::{PoolConcurrencyLimitError, Store};
 
-    use crate::component::ServeError;
-    use crate::component::serve::guest_error;
+    use crate::request_io::{ServeError, classify};
 
     /// `(module (func (export "f")))`
     const EXPORTS_F: &[u8] = &[
@@ -162,7 +162,7 @@ mod tests {
             let e = run_f(&mut second, &module).await.unwrap_err();
             assert!(e.is::<PoolConcurrencyLimitError>(), "{e:?}");
             // Reported as the host's failure, not the guest's.
-            assert!(matches!(guest_error(&e), ServeError::Internal(_)), "{e:?}");
+            assert!(matches!(classify(&e), ServeError::Internal(_)), "{e:?}");
             drop(first);
             run_f(&mut second, &module).await.unwrap();
         })

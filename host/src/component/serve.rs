@@ -3,15 +3,13 @@
 //! [`ResponseSink`].
 
 use super::reuse::{self, Instance, Reuse};
-use super::room::PoolRoom;
-use super::{BodySource, RequestBody, RequestFacts, RequestState};
+use super::{RequestBody, RequestFacts, RequestState};
 use crate::log::RequestLog;
+use crate::request_io::{BodySource, PoolRoom, ResponseSink, ServeError, SinkError, classify};
 use crate::runtime;
 use crate::sandbox::Sandbox;
-use crate::stats::ErrorKind;
 use crate::ticker;
 use bytes::Bytes;
-use http::HeaderMap;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use std::future::Future;
@@ -21,89 +19,42 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 use tokio::sync::oneshot;
-use wasmtime::{PoolConcurrencyLimitError, Store, Trap};
+use wasmtime::{PoolConcurrencyLimitError, Store};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-/// The sink refused the bytes: the client went away, or the C side rejected
-/// the head (it then knows the status to answer with).
-#[derive(Debug)]
-pub struct SinkError;
-
-/// Where the response goes: in Apache, `request_rec` and the output filters.
-pub trait ResponseSink {
-    /// Status and headers, called once, before any data.
-    fn send_head(&mut self, status: u16, headers: &HeaderMap) -> Result<(), SinkError>;
-    /// A piece of the body. `flush` is set when the guest has nothing more
-    /// ready right now, so the bytes should reach the client without waiting.
-    fn send_data(&mut self, data: &[u8], flush: bool) -> Result<(), SinkError>;
+/// One request for a component: everything [`serve`] needs besides the
+/// component itself.
+pub struct Call<'a, S> {
+    /// The request's scheme, as wasi:http names it.
+    pub scheme: Scheme,
+    /// The request, its body read from Apache as the guest asks for it.
+    pub request: http::Request<RequestBody<S>>,
+    /// Where the response goes.
+    pub sink: &'a mut dyn ResponseSink,
+    /// What the guest may use, and for how long.
+    pub sandbox: &'a Sandbox,
+    /// What only Apache knows (`mod-wasm:host/request`).
+    pub facts: RequestFacts,
+    /// The host's messages about this request.
+    pub log: Arc<dyn RequestLog>,
+    /// Whether an idle instance may serve it, and be kept after.
+    pub reuse: Option<Reuse>,
 }
 
-/// Why a request did not end with a complete response. Whether the head had
-/// already been sent is the sink's knowledge, not ours.
-#[derive(Debug)]
-pub enum ServeError {
-    /// The guest returned an error or produced an invalid response.
-    Guest(String),
-    /// The guest trapped.
-    Trap(String),
-    /// The guest ran into `WasmMemoryLimit`.
-    Limit(String),
-    /// The guest returned without ever setting its `response-outparam`.
-    NoResponse,
-    /// The request ran past its `WasmTimeout`; the guest was stopped.
-    Timeout(String),
-    /// The sink refused a head or data.
-    Sink,
-    /// The host failed (a panic in a task, no runtime).
-    Internal(String),
-}
-
-impl ServeError {
-    /// How the status page counts it; `None` for a refused response (the
-    /// client went away, or an output filter failed), which is no fault of
-    /// the guest.
-    pub fn kind(&self) -> Option<ErrorKind> {
-        match self {
-            ServeError::Guest(_) | ServeError::NoResponse => Some(ErrorKind::Guest),
-            ServeError::Trap(_) => Some(ErrorKind::Trap),
-            ServeError::Limit(_) => Some(ErrorKind::Limit),
-            ServeError::Timeout(_) => Some(ErrorKind::Timeout),
-            ServeError::Internal(_) => Some(ErrorKind::Host),
-            ServeError::Sink => None,
-        }
-    }
-}
-
-/// Serves `request` with a new instance of `pre` confined to `sandbox`, or
-/// with an idle one if the location `reuse`s them, blocking this thread
+/// Serves `call` with a new instance of `pre` confined to its sandbox, or
+/// with an idle one if the location reuses them, blocking this thread
 /// until the guest has returned and its response is complete, or until the
 /// sandbox's timeout stopped it.
-#[allow(clippy::too_many_arguments)]
 pub fn serve<S: BodySource>(
     pre: &ProxyPre<RequestState>,
-    scheme: Scheme,
-    request: http::Request<RequestBody<S>>,
-    sink: &mut dyn ResponseSink,
-    sandbox: &Sandbox,
-    facts: RequestFacts,
-    log: Arc<dyn RequestLog>,
-    reuse: Option<Reuse>,
+    call: Call<'_, S>,
 ) -> Result<(), ServeError> {
     let _serving = ticker::Serving::begin();
-    runtime::block_on(exchange(
-        pre.clone(),
-        scheme,
-        request,
-        sink,
-        sandbox,
-        facts,
-        log,
-        reuse,
-    ))
-    .map_err(|e| ServeError::Internal(e.to_string()))?
+    runtime::block_on(serve_call(pre.clone(), call))
+        .map_err(|e| ServeError::Internal(e.to_string()))?
 }
 
 /// The guest's call of its handler, polled in place by the request's future
@@ -166,7 +117,7 @@ impl<'a, F: Future<Output = wasmtime::Result<()>>> Guest<'a, F> {
         self.ended = true;
         match result {
             Ok(()) => self.returned = true,
-            Err(e) => self.failure = Some(guest_error(&e)),
+            Err(e) => self.failure = Some(classify(&e)),
         }
     }
 }
@@ -212,22 +163,24 @@ async fn instance(
             // running request gives its slot back. The half-built store
             // goes first, with the slots it took.
             Err(e) if e.is::<PoolConcurrencyLimitError>() && room.make(deadline).await => {}
-            Err(e) => return Err(guest_error(&e)),
+            Err(e) => return Err(classify(&e)),
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn exchange<S: BodySource>(
+async fn serve_call<S: BodySource>(
     pre: ProxyPre<RequestState>,
-    scheme: Scheme,
-    request: http::Request<RequestBody<S>>,
-    sink: &mut dyn ResponseSink,
-    sandbox: &Sandbox,
-    facts: RequestFacts,
-    log: Arc<dyn RequestLog>,
-    reuse: Option<Reuse>,
+    call: Call<'_, S>,
 ) -> Result<(), ServeError> {
+    let Call {
+        scheme,
+        request,
+        sink,
+        sandbox,
+        facts,
+        log,
+        reuse,
+    } = call;
     let deadline = Instant::now() + sandbox.timeout;
     let memory_exceeded = Arc::new(AtomicBool::new(false));
     let idle = reuse.as_ref();
@@ -244,19 +197,7 @@ async fn exchange<S: BodySource>(
             }
             Ok(())
         }
-        Err(ServeError::Guest(why) | ServeError::Trap(why))
-            if memory_exceeded.load(Ordering::Relaxed) =>
-        {
-            Err(ServeError::Limit(format!(
-                "the guest ran into WasmMemoryLimit ({} bytes per memory): {why}",
-                sandbox.memory_limit
-            )))
-        }
-        Err(ServeError::Timeout(why)) => Err(ServeError::Timeout(format!(
-            "the request ran past WasmTimeout ({:?}) and the guest was stopped: {why}",
-            sandbox.timeout
-        ))),
-        Err(e) => Err(e),
+        Err(e) => Err(e.explained(sandbox.limits(), memory_exceeded.load(Ordering::Relaxed))),
     }
 }
 
@@ -403,27 +344,6 @@ async fn next_frame<F: Future<Output = wasmtime::Result<()>>>(
             ))
         }
     }
-}
-
-/// One line for the error log, from a trap or a guest error with its wasm
-/// backtrace.
-pub(super) fn guest_error(error: &wasmtime::Error) -> ServeError {
-    let text = format!("{error:#}");
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if error.is::<PoolConcurrencyLimitError>() {
-        return pool_full(text);
-    }
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => ServeError::Timeout(text),
-        Some(_) => ServeError::Trap(text),
-        None => ServeError::Guest(text),
-    }
-}
-
-/// Every slot of the child's instance pool is taken: the host's limit, not
-/// the guest's fault, and so counted and logged as the host's.
-pub(crate) fn pool_full(text: String) -> ServeError {
-    ServeError::Internal(format!("this child's instance pool is full: {text}"))
 }
 
 /// Polls `future` once; `None` if it is not ready.

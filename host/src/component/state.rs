@@ -1,11 +1,11 @@
 //! Per-request store state: what one instance of a guest may touch.
 
-use super::{GuestOutput, RequestFacts};
+use super::RequestFacts;
 use crate::log::{LogKind, RelayLog, RequestLog, StreamLog};
 use crate::outgoing::OutgoingHooks;
+use crate::request_io::{GuestOutput, GuestStream};
 use crate::sandbox::{MAX_FIELDS_SIZE, MAX_RESOURCES, MemoryLimiter, Sandbox};
 use crate::stats::Meter;
-use crate::stdio::GuestStream;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use wasmtime::component::ResourceTable;

@@ -47,7 +47,7 @@ thread_local! {
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// Runs `body` so that a panic becomes [`mw_result::Internal`] with the
+/// Runs `body` so that a panic becomes [`mw_result::Panic`] with the
 /// panic's message in `err`, instead of unwinding into C.
 pub(crate) fn guarded(err: ErrorBuf, body: impl FnOnce() -> mw_result) -> mw_result {
     static QUIET_PANICS: Once = Once::new();
@@ -66,7 +66,7 @@ pub(crate) fn guarded(err: ErrorBuf, body: impl FnOnce() -> mw_result) -> mw_res
                 "internal error in mod_wasm: {}",
                 message.as_deref().unwrap_or("panic")
             ));
-            mw_result::Internal
+            mw_result::Panic
         }
     }
 }
@@ -85,12 +85,12 @@ mod tests {
     }
 
     #[test]
-    fn a_panic_becomes_internal_with_its_message() {
+    fn a_panic_has_its_own_code_and_its_message() {
         let mut buf = [0 as c_char; 128];
         let result = guarded(ErrorBuf::new(buf.as_mut_ptr(), buf.len()), || {
             panic!("boom in a test")
         });
-        assert_eq!(result, mw_result::Internal);
+        assert_eq!(result, mw_result::Panic);
         let text = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
         assert!(text.to_string_lossy().contains("boom in a test"));
     }

@@ -2,9 +2,9 @@
 //! [`BodySource`] and [`ResponseSink`] the component code wants.
 
 use super::{mw_bytes, mw_header};
-use crate::component::{BodySource, ReadError, ResponseSink, SinkError};
 use crate::legacy::OutputSink;
 use crate::log::{LogKind, RequestLog};
+use crate::request_io::{BodySource, ReadError, ResponseSink, SinkError};
 use http::HeaderMap;
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -38,6 +38,11 @@ pub struct mw_request {
     /// The most verbose level the request's `LogLevel` lets through for this
     /// module, 0 (`APLOG_EMERG`) to 15 (`APLOG_TRACE8`).
     pub log_level: u8,
+    /// The `[name]` segments of a `WasmFileRoutes` route, form-urlencoded
+    /// (`id=42&post=7`); NULL `ptr` when the request came by no route. The
+    /// guest receives them in [`PARAMS_HEADER`](mod_wasm_rules::routes::PARAMS_HEADER),
+    /// and never a client's field of that name.
+    pub route_params: mw_bytes,
 }
 
 /// What a callback reports.

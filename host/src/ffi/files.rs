@@ -6,7 +6,7 @@ use super::error::{ErrorBuf, guarded};
 use super::host::{mw_component, mw_host};
 use super::{mw_bytes, mw_result};
 use crate::host::{Host, HostedComponent};
-use crate::routes::{self, Reach};
+use mod_wasm_rules::routes::{self, Reach};
 use std::ffi::{OsStr, c_char, c_void};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -100,7 +100,7 @@ pub unsafe extern "C" fn mw_host_preload_routes(
 }
 
 /// Looks `path` (the request's path below `root`, decoded) up as a route of
-/// `WasmFileRoutes` in the directory `root` (see [`crate::routes`]). If it
+/// `WasmFileRoutes` in the directory `root` (see [`mod_wasm_rules::routes`]). If it
 /// resolves, calls `found` once and returns true: with the file, whether it
 /// is a component (else a static file from `public/`), and the dynamic
 /// segments as a form-urlencoded `name=value&...` string (empty if none),
@@ -143,7 +143,7 @@ pub unsafe extern "C" fn mw_route_resolve(
 }
 
 /// What a URL naming an existing file below a `WasmFileRoutes` directory
-/// may reach (see [`crate::routes::reachable`]).
+/// may reach (see [`mod_wasm_rules::routes::reachable`]).
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum mw_reach {

@@ -12,9 +12,10 @@ use crate::engine::Allocation;
 use crate::host::{ChildSetup, Host, HostedComponent};
 use crate::log::RequestLog;
 use crate::stats::{ErrorKind, Serving};
+use mod_wasm_rules::{cache_dir, routes};
 use std::ffi::{OsStr, c_char};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// One configuration generation (opaque).
@@ -140,15 +141,62 @@ pub unsafe extern "C" fn mw_host_set_cache_dir(
     err: *mut c_char,
     err_len: usize,
 ) -> mw_result {
+    // SAFETY: the caller's contract.
+    unsafe {
+        set_cache_dir(host, dir, err, err_len, |dir| {
+            Ok((!dir.is_empty()).then(|| Path::new(OsStr::from_bytes(dir)).to_path_buf()))
+        })
+    }
+}
+
+/// Keeps compiled code in the default directory below Apache's runtime
+/// directory `runtime_dir` (`DefaultRuntimeDir`), when no `WasmCacheDir`
+/// named one: as [`mw_host_set_cache_dir`] with that directory.
+///
+/// # Safety
+/// As for [`mw_host_set_cache_dir`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_host_set_default_cache_dir(
+    host: *mut mw_host,
+    runtime_dir: mw_bytes,
+    err: *mut c_char,
+    err_len: usize,
+) -> mw_result {
+    // SAFETY: the caller's contract.
+    unsafe {
+        set_cache_dir(host, runtime_dir, err, err_len, |runtime_dir| {
+            if runtime_dir.is_empty() {
+                return Err("no runtime directory");
+            }
+            let runtime_dir = Path::new(OsStr::from_bytes(runtime_dir));
+            Ok(Some(runtime_dir.join(cache_dir::DEFAULT_DIR_NAME)))
+        })
+    }
+}
+
+/// The body of both: `dir` (`None`: in memory only) from `pick(bytes)`.
+///
+/// # Safety
+/// As for [`mw_host_set_cache_dir`].
+unsafe fn set_cache_dir(
+    host: *mut mw_host,
+    bytes: mw_bytes,
+    err: *mut c_char,
+    err_len: usize,
+    pick: impl FnOnce(&[u8]) -> Result<Option<PathBuf>, &'static str>,
+) -> mw_result {
     let err = ErrorBuf::new(err, err_len);
     guarded(err, || {
         if host.is_null() {
             return err.fail(mw_result::NullArgument, "NULL argument");
         }
         // SAFETY: the caller's contract.
-        let (host, dir) = unsafe { (&mut *host.cast::<Host>(), dir.as_slice()) };
-        let dir = (!dir.is_empty()).then(|| Path::new(OsStr::from_bytes(dir)));
-        match host.set_cache_dir(dir) {
+        let (host, bytes) = unsafe { (&mut *host.cast::<Host>(), bytes.as_slice()) };
+        let dir = match pick(bytes) {
+            Ok(dir) => dir,
+            Err(why) => return err.fail(mw_result::InvalidConfig, why),
+        };
+        match host.set_cache_dir(dir.as_deref()) {
             Ok(()) => mw_result::Ok,
             Err(why) => err.fail(mw_result::InvalidConfig, &why),
         }
@@ -306,8 +354,16 @@ pub unsafe extern "C" fn mw_component_serve(
             Err(why) => (err.fail(mw_result::BadRequest, &why), None),
             Ok((scheme, request)) => {
                 let mut sink = CSink::new(exchange);
-                match component::serve(pre, scheme, request, &mut sink, &sandbox, facts, log, reuse)
-                {
+                let call = component::Call {
+                    scheme,
+                    request,
+                    sink: &mut sink,
+                    sandbox: &sandbox,
+                    facts,
+                    log,
+                    reuse,
+                };
+                match component::serve(pre, call) {
                     Ok(()) => (mw_result::Ok, None),
                     Err(e) => (serve_failure(err, &e), e.kind()),
                 }
@@ -345,6 +401,12 @@ unsafe fn request_head<'a>(
     // SAFETY: the caller's contract, for the request and its header array.
     unsafe {
         let headers = slice(request.headers, request.headers_len);
+        let params = (!request.route_params.ptr.is_null()).then(|| {
+            (
+                routes::PARAMS_HEADER.as_bytes(),
+                request.route_params.as_slice(),
+            )
+        });
         RequestHead {
             method: request.method.as_slice(),
             scheme: request.scheme.as_slice(),
@@ -352,7 +414,9 @@ unsafe fn request_head<'a>(
             path_with_query: request.path_with_query.as_slice(),
             headers: headers
                 .iter()
-                .map(|header| (header.name.as_slice(), header.value.as_slice())),
+                .map(|header| (header.name.as_slice(), header.value.as_slice()))
+                .filter(|(name, _)| !routes::is_params_header(name))
+                .chain(params),
         }
     }
 }

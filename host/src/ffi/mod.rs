@@ -9,6 +9,7 @@
 //! `host/include/mod_wasm_host.h` is generated from this module by cbindgen.
 #![allow(non_camel_case_types, reason = "C names, as the header shows them")]
 
+mod directive;
 mod error;
 mod exchange;
 mod files;
@@ -17,6 +18,7 @@ mod module;
 mod sandbox;
 mod stats;
 
+pub use directive::*;
 pub use exchange::*;
 pub use files::*;
 pub use host::*;
@@ -122,10 +124,14 @@ pub enum mw_result {
     NoResponse = 6,
     /// A callback of the exchange refused a head or data.
     SinkFailed = 7,
-    /// The host failed (a bug: a panic, or a resource that could not be had).
+    /// The host could not serve: a resource that could not be had (a full
+    /// instance pool, no runtime).
     Internal = 8,
     /// The request ran past its time limit; the guest was stopped.
     Timeout = 9,
     /// A directive's value is invalid.
     InvalidConfig = 10,
+    /// The host panicked: a bug in mod_wasm, never the guest's doing. The
+    /// message says where.
+    Panic = 11,
 }

@@ -35,6 +35,10 @@ pub struct mw_invocation {
     pub env_len: usize,
     /// `WasmEntryPoint`; empty for `_start`.
     pub entry_point: mw_bytes,
+    /// `WasmMapCGIFileNames On`: `SCRIPT_FILENAME` in `env` is the host's
+    /// path, to be given as the guest sees it
+    /// ([`Sandbox::guest_path`](crate::sandbox::Sandbox::guest_path)).
+    pub map_script_filename: bool,
 }
 
 /// Validates and compiles the WASI preview1 module at `path` (absolute), or
@@ -156,14 +160,24 @@ pub unsafe extern "C" fn mw_module_serve(
             return err.fail(mw_result::NullArgument, "NULL argument");
         }
         // SAFETY: the caller's contract.
-        let (hosted, invocation, sandbox, exchange) = unsafe {
+        let (hosted, mut invocation, map_script_filename, sandbox, exchange) = unsafe {
             (
                 &*module.cast::<HostedModule>(),
                 invocation_from(&*invocation),
+                (*invocation).map_script_filename,
                 sandbox_from(&*sandbox),
                 &*exchange,
             )
         };
+        if map_script_filename {
+            for (name, value) in &mut invocation.env {
+                if name == "SCRIPT_FILENAME"
+                    && let Some(guest) = sandbox.guest_path(value)
+                {
+                    *value = guest;
+                }
+            }
+        }
         let (compiled, loaded) = hosted.times();
         sandbox.meter.times(compiled, loaded);
         // Counts the request when it ends (dropped on a panic: a host error).

@@ -3,10 +3,10 @@
 
 use super::error::{ErrorBuf, guarded};
 use super::{mw_bytes, mw_result};
-use crate::component::ServeError;
+use crate::request_io::ServeError;
 use crate::stats::render::{Format, render};
 use crate::stats::{self, ErrorKind, GuestKind, Report, Slot};
-use std::ffi::c_void;
+use std::ffi::{c_char, c_void};
 
 /// The counters of one location and guest file, shared by every process
 /// (opaque). Never freed: valid for the life of the server.
@@ -205,6 +205,30 @@ pub enum mw_status_format {
     Auto = 1,
     /// Prometheus text format.
     Prometheus = 2,
+}
+
+/// The form of the status page that the request's query (`r->args`, NULL
+/// for none) asks for, and the Content-Type to send it with in
+/// `*content_type_out` (a static string).
+///
+/// # Safety
+/// `query` is valid; `content_type_out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_status_format_of(
+    query: mw_bytes,
+    content_type_out: *mut *const c_char,
+) -> mw_status_format {
+    // SAFETY: the caller's contract.
+    let format = Format::from_query(unsafe { query.as_slice() });
+    if !content_type_out.is_null() {
+        // SAFETY: the caller's contract.
+        unsafe { *content_type_out = format.content_type().as_ptr() };
+    }
+    match format {
+        Format::Html => mw_status_format::Html,
+        Format::Auto => mw_status_format::Auto,
+        Format::Prometheus => mw_status_format::Prometheus,
+    }
 }
 
 /// Renders the status page and hands it to `write` in one piece.

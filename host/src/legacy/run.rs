@@ -2,15 +2,15 @@
 //! request as stdin and the response as stdout.
 
 use super::{LegacyState, OutputSink, Stdin, Stdout};
-use crate::component::{BodySource, PoolRoom, ServeError, pool_full};
 use crate::log::RequestLog;
+use crate::request_io::{BodySource, PoolRoom, ServeError, classify};
 use crate::sandbox::Sandbox;
 use crate::{runtime, ticker};
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use wasmtime::{InstancePre, PoolConcurrencyLimitError, Store, Trap};
+use wasmtime::{InstancePre, PoolConcurrencyLimitError, Store};
 use wasmtime_wasi::I32Exit;
 
 /// How a module is started for one request.
@@ -137,11 +137,8 @@ async fn execute(
     let outcome = tokio::time::timeout_at(deadline.into(), watched).await;
     let finished = match outcome {
         Err(_) => {
-            return Err(ServeError::Timeout(format!(
-                "the request ran past WasmTimeout ({:?}) and the guest was stopped while it \
-                 was waiting",
-                sandbox.timeout
-            )));
+            let waiting = ServeError::Timeout("the guest was waiting".into());
+            return Err(waiting.explained(sandbox.limits(), false));
         }
         Ok(None) => return Err(ServeError::Sink),
         Ok(Some(finished)) => finished,
@@ -169,24 +166,5 @@ fn failure(
     if stdout.refused() {
         return ServeError::Sink;
     }
-    let text = format!("{error:#}");
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if error.is::<PoolConcurrencyLimitError>() {
-        return pool_full(text);
-    }
-    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        ServeError::Timeout(format!(
-            "the request ran past WasmTimeout ({:?}) and the guest was stopped: {text}",
-            sandbox.timeout
-        ))
-    } else if memory_exceeded.load(Ordering::Relaxed) {
-        ServeError::Limit(format!(
-            "the guest ran into WasmMemoryLimit ({} bytes per memory): {text}",
-            sandbox.memory_limit
-        ))
-    } else if error.downcast_ref::<Trap>().is_some() {
-        ServeError::Trap(text)
-    } else {
-        ServeError::Guest(text)
-    }
+    classify(error).explained(sandbox.limits(), memory_exceeded.load(Ordering::Relaxed))
 }

@@ -1,10 +1,9 @@
 //! Per-request store state of a legacy guest.
 
 use super::{Stdin, Stdout};
-use crate::component::GuestOutput;
 use crate::log::{LogKind, RequestLog, StreamLog};
+use crate::request_io::{GuestOutput, GuestStream};
 use crate::sandbox::{MAX_RESOURCES, MemoryLimiter, Sandbox};
-use crate::stdio::GuestStream;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use wasmtime_wasi::p1::WasiP1Ctx;

@@ -5,9 +5,7 @@
 //! output filters. Neither holds more than one chunk, whatever the size of
 //! the body.
 
-use crate::component::{BodySource, SinkError};
-use crate::sandbox::MAX_BODY_CHUNK;
-use crate::stdio::OutputTarget;
+use crate::request_io::{BodySource, MAX_BODY_CHUNK, OutputTarget, SinkError};
 use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -121,7 +119,7 @@ impl AsyncRead for Stdin {
     }
 }
 
-/// The guest's stdout (wrap it in [`GuestStream`](crate::stdio::GuestStream)
+/// The guest's stdout (wrap it in [`GuestStream`](crate::request_io::GuestStream)
 /// for WASI): collected into chunks of [`MAX_BODY_CHUNK`] for the sink, and
 /// flushed by [`Stdout::flush_pending`] (called every epoch tick) so that
 /// what the guest wrote reaches the client while it goes on.
@@ -228,7 +226,7 @@ impl OutputTarget for Stdout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stdio::GuestStream;
+    use crate::request_io::GuestStream;
     use wasmtime_wasi::p2::OutputStream;
 
     #[derive(Clone, Default)]

@@ -4,7 +4,7 @@
 use super::is_public;
 use super::rule::{OutgoingRule, Target};
 use crate::log::{LogKind, RequestLog};
-use crate::sandbox::MAX_BODY_CHUNK;
+use crate::request_io::MAX_BODY_CHUNK;
 use http::uri::Scheme;
 use http_body_util::BodyExt;
 use std::future::{Future, poll_fn};
@@ -20,15 +20,15 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// Connecting (DNS included) may take this long unless the guest asks for
 /// less. Everything is also bounded by the request's `WasmTimeout`.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Outgoing requests one request may have open at once; more are refused
 /// with `connection-limit-reached`, so that a guest cannot use up the
 /// child's sockets.
-pub const MAX_OPEN: usize = 8;
+pub(crate) const MAX_OPEN: usize = 8;
 
 /// Refusals logged per request; one more line says the rest are not.
-pub const MAX_LOGGED_REFUSALS: usize = 10;
+pub(crate) const MAX_LOGGED_REFUSALS: usize = 10;
 
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 type Sent = Result<(http::Response<WasiBody>, IoFuture), Error>;
@@ -61,7 +61,7 @@ impl OutgoingHooks {
 static LOOKUPS: LazyLock<Arc<AtomicUsize>> = LazyLock::new(Arc::default);
 
 /// The most lookups in flight per process.
-pub const MAX_LOOKUPS: usize = 16;
+pub(crate) const MAX_LOOKUPS: usize = 16;
 
 /// One unit of a counted allowance (a request's open outgoing requests, the
 /// process's DNS lookups), given back on drop.

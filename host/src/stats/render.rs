@@ -18,6 +18,31 @@ pub enum Format {
     Prometheus,
 }
 
+impl Format {
+    /// The form the page's query asks for: `auto` (as mod_status's
+    /// `?auto`), `prometheus`, or either as `format=...`, among any other
+    /// `&`-separated words; HTML otherwise. The first that names one wins.
+    pub fn from_query(query: &[u8]) -> Format {
+        for word in query.split(|&b| b == b'&') {
+            match word {
+                b"auto" | b"format=auto" => return Format::Auto,
+                b"prometheus" | b"format=prometheus" => return Format::Prometheus,
+                _ => {}
+            }
+        }
+        Format::Html
+    }
+
+    /// The page's Content-Type, NUL-terminated for the C side.
+    pub fn content_type(self) -> &'static std::ffi::CStr {
+        match self {
+            Format::Html => c"text/html; charset=utf-8",
+            Format::Auto => c"text/plain; charset=utf-8",
+            Format::Prometheus => c"text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
 /// One slot's counters, read once.
 struct Row {
     location: String,
@@ -425,5 +450,17 @@ mod tests {
         assert!(text.contains(
             "mod_wasm_requests_total{location=\"/histogram-test\",file=\"/h.wasm\",kind=\"module\"} 3"
         ));
+    }
+
+    #[test]
+    fn the_query_picks_the_form() {
+        assert_eq!(Format::from_query(b""), Format::Html);
+        assert_eq!(Format::from_query(b"auto"), Format::Auto);
+        assert_eq!(
+            Format::from_query(b"refresh=5&format=prometheus"),
+            Format::Prometheus
+        );
+        assert_eq!(Format::from_query(b"prometheus&auto"), Format::Prometheus);
+        assert_eq!(Format::from_query(b"automatic"), Format::Html);
     }
 }

@@ -1,5 +1,5 @@
 //! A CGI program written to break its host, for
-//! `tests/e2e/test_hostile.py`: `attack=` in QUERY_STRING picks what it
+//! `tests/e2e/sandbox/test_hostile.py`: `attack=` in QUERY_STRING picks what it
 //! writes. Its headers try to take the response's framing from Apache; the
 //! test asserts that they never do.
 

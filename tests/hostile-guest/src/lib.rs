@@ -1,4 +1,4 @@
-//! A guest written to break its host, for `tests/e2e/test_hostile.py`. Each
+//! A guest written to break its host, for `tests/e2e/sandbox/test_hostile.py`. Each
 //! attack is the last segment of the request path; the test asserts the
 //! safe outcome. Where the host may refuse a step (a header, a status, a
 //! symlink), the guest carries on without it and says in its body what was

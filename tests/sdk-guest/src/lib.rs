@@ -1,11 +1,12 @@
-//! Routes that exercise guest-sdk through Apache (tests/e2e/test_guest_sdk.py):
+//! Routes that exercise guest-sdk through Apache (tests/e2e/component/test_guest_sdk.py):
 //! errors that must not trap, bodies that stream both ways, outgoing
 //! requests side by side, and an async handler that would wait forever.
 
 use mod_wasm_guest::apache::log::Level;
 use mod_wasm_guest::http::{Method, StatusCode};
 use mod_wasm_guest::{
-    Body, Error, IntoResponse, Request, RequestExt, Response, Router, apache, client, handler, join,
+    Body, Error, IntoResponse, Json, Request, RequestExt, Response, Router, apache, client,
+    handler, join,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -20,7 +21,7 @@ async fn handle(req: Request) -> Response {
         "/sdk/stalled" => std::future::pending::<Response>().await,
         // Under /sdk and under /sdk/quiet (LogLevel wasm:warn).
         path if path.ends_with("/log") => log(req),
-        // Served as a file route (tests/e2e/test_file_routes.py).
+        // Served as a file route (tests/e2e/sites/test_file_routes.py).
         path if path.starts_with("/routes/") => route_params(req),
         _ => routes().handle(req),
     }
@@ -40,6 +41,13 @@ fn route_params(req: Request) -> Response {
 
 fn routes() -> Router {
     Router::new()
+        // A body that is not the JSON asked for is a 400, not a 500.
+        .post("/sdk/json-sum", |req: Request| {
+            let numbers = req
+                .into_body()
+                .json::<std::collections::BTreeMap<String, i64>>()?;
+            Ok::<_, Error>(Json(numbers.values().sum::<i64>()))
+        })
         .get("/sdk/error", |_req: Request| {
             Err::<String, _>("secret detail")
         })

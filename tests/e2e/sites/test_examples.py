@@ -1,0 +1,225 @@
+"""The examples' config snippets, included as `make run` includes them."""
+
+import hashlib
+import json
+
+import pytest
+
+from apache import MODULES, ROOT, WASIP1_DIR, WASM_DIR, Site
+from http1 import Connection, request
+
+SITE = f"""
+# As Debian enables them by default; examples/site needs all three.
+LoadModule alias_module {MODULES}/mod_alias.so
+LoadModule mime_module {MODULES}/mod_mime.so
+LoadModule dir_module {MODULES}/mod_dir.so
+TypesConfig /etc/mime.types
+Define MOD_WASM_WASM_DIR {WASM_DIR}
+Define MOD_WASM_WASIP1_DIR {WASIP1_DIR}
+Define MOD_WASM_ROOT {ROOT}
+IncludeOptional {ROOT}/examples/*/*.conf
+# The hello example as cargo-component builds it (Makefile).
+<Location /cargo-component-hello>
+    SetHandler wasm-handler
+    WasmComponent {ROOT}/target/cargo-component/hello.wasm
+</Location>
+"""
+
+
+@pytest.fixture(scope="module")
+def apache_site():
+    # The port is Apache's to fill in; the rest is literal.
+    body = "Define MOD_WASM_PORT {port}\n" + SITE.replace("{", "{{").replace("}", "}}")
+    return Site(body, "examples")
+
+
+@pytest.fixture(scope="module")
+def mpm():
+    return "event"
+
+
+def test_hello_snippet_serves_the_hello_example(apache):
+    r = request(apache.port, "GET", "/hello/from/the/snippet")
+    assert r.status == 200
+    assert r.body == b"Hello from WebAssembly! You asked for /hello/from/the/snippet\n"
+    # A body the handler had whole goes out with its length, not chunked.
+    assert r.header("content-length") == str(len(r.body)).encode()
+
+
+def test_a_wws_worker_keeps_its_signature(apache):
+    r = request(apache.port, "POST", "/wws-reply/x", body="héllo".encode())
+    assert r.status == 200
+    assert r.header("x-generated-by") == b"mod_wasm"
+    assert r.body == b"Hello wasm! 6 bytes came to /wws-reply/x\n"
+    # Request<String> takes text: other bytes are the client's mistake.
+    assert request(apache.port, "POST", "/wws-reply/x", body=b"\xff").status == 400
+
+
+def test_the_example_site_routes_below_its_alias(apache):
+    r = request(apache.port, "GET", "/site/api/hello")
+    assert r.body == b"Hello from WebAssembly! You asked for /site/api/hello\n"
+    r = request(apache.port, "GET", "/site/users/42")
+    assert r.body == b"Hello wasm! 0 bytes came to /site/users/42\n"
+    # The folder's index is public/index.html, as in Wasm Workers Server.
+    r = request(apache.port, "GET", "/site/")
+    assert r.status == 200 and b"A folder of components is a site" in r.body
+
+
+def test_legacy_hello_prints_the_response(apache):
+    r = request(apache.port, "GET", "/legacy-hello")
+    assert r.status == 200
+    assert r.body == b"Hello from a WASI preview1 module!\n"
+
+
+def test_cgi_echo_echoes_env_query_and_body_with_its_status(apache):
+    r = request(apache.port, "POST", "/cgi-echo/extra?status=201&x=y", body=b"the body")
+    assert r.status == 201
+    assert r.header("content-type") == b"text/plain"
+    lines = r.body.decode().splitlines()
+    assert "REQUEST_METHOD=POST" in lines and "PATH_INFO=/extra" in lines
+    assert "GREETING=set with WasmEnv" in lines
+    assert "query: status=201&x=y" in lines
+    assert r.body.endswith(b"body (8 bytes):\nthe body")
+
+
+def test_list_dir_lists_its_mapped_directory(apache):
+    r = request(apache.port, "GET", "/list-dir")
+    assert r.status == 200
+    lines = r.body.decode().splitlines()
+    assert lines[0] == "/data:"
+    assert "  list-dir/" in lines and "  c-cgi/" in lines
+
+
+def test_the_c_cgi_program_answers(apache):
+    r = request(apache.port, "POST", "/c-cgi?name=Apache", body=b"12345")
+    assert r.status == 200
+    assert r.body == b"Hello, Apache, from C!\nPOST request, 5 bytes of body\n"
+
+
+def test_hello_built_by_cargo_component_answers_the_same(apache):
+    r = request(apache.port, "GET", "/cargo-component-hello/x")
+    assert r.status == 200
+    assert r.body == b"Hello from WebAssembly! You asked for /cargo-component-hello/x\n"
+
+
+def test_json_api_routes_by_method_and_path(apache):
+    r = request(apache.port, "GET", "/json/api/users/7")
+    assert r.status == 200
+    assert r.header("content-type") == b"application/json"
+    assert json.loads(r.body) == {"id": 7, "name": "user 7"}
+
+    r = request(apache.port, "GET", "/json/api/users/seven")
+    assert r.status == 400 and r.body == b"not a user id: seven\n"
+
+    r = request(apache.port, "DELETE", "/json/api/users/7")
+    assert r.status == 405 and r.header("allow") == b"GET, HEAD"
+
+    assert request(apache.port, "GET", "/json/api/nothing").status == 404
+
+
+def test_json_api_reads_a_json_body(apache):
+    r = request(apache.port, "POST", "/json/api/users",
+                headers=[("Content-Type", "application/json")],
+                body=json.dumps({"name": "Zoë"}).encode())
+    assert r.status == 201
+    assert json.loads(r.body) == {"id": 1, "name": "Zoë", "name_length": 3}
+
+    r = request(apache.port, "POST", "/json/api/users", body=b'{"name": ')
+    assert r.status == 400 and r.body.startswith(b"JSON: ")
+
+
+def test_json_api_tells_what_apache_knows(apache):
+    r = request(apache.port, "GET", "/json/api/whoami")
+    assert r.status == 200
+    facts = json.loads(r.body)
+    assert facts["client_addr"] == "127.0.0.1"
+    assert facts["user"] is None and facts["tls"] is False
+    assert facts["location"] == "/json"
+    assert facts["request_id"]
+
+
+def test_sse_events_arrive_as_they_happen(apache):
+    r = request(apache.port, "GET", "/events?count=3&interval_ms=400", keep_chunks=True)
+    assert r.status == 200
+    assert r.header("content-type") == b"text/event-stream"
+    events = r.body.decode().split("\n\n")
+    assert events[0].startswith("id: 1\ndata: tick 1 at ")
+    assert events[2].startswith("id: 3\ndata: tick 3 at ")
+    assert events[3] == "event: done\ndata: bye"
+    # Two pauses of 0.4 s between the first event and the last: had the
+    # response been buffered, they would arrive together.
+    assert r.chunks[0][1].startswith(b"id: 1")
+    assert r.last_byte_at - r.chunks[0][0] > 0.6
+
+
+def test_upload_hash_hashes_a_streamed_upload(apache):
+    piece = bytes(range(256)) * 4096
+    pieces = [piece] * 16
+    r = request(apache.port, "POST", "/upload-hash", body=iter(pieces))
+    assert r.status == 200
+    expected = hashlib.sha256(piece * 16).hexdigest()
+    assert r.body == f"sha256 {expected}\nbytes {16 * len(piece)}\n".encode()
+    assert request(apache.port, "GET", "/upload-hash").status == 405
+
+
+def test_static_files_come_from_the_mapped_directory(apache):
+    public = ROOT / "examples/static-files/public"
+    r = request(apache.port, "GET", "/static/")
+    assert r.status == 200
+    assert r.header("content-type") == b"text/html; charset=utf-8"
+    assert r.body == (public / "index.html").read_bytes()
+
+    r = request(apache.port, "GET", "/static/css/site.css")
+    assert r.status == 200 and r.header("content-type") == b"text/css"
+    assert r.body == (public / "css/site.css").read_bytes()
+
+    assert request(apache.port, "GET", "/static/missing.txt").status == 404
+
+
+def test_proxy_forwards_to_its_upstream(apache):
+    r = request(apache.port, "GET", "/proxy/through/the/proxy?q=1")
+    assert r.status == 200
+    assert r.body == b"Hello from WebAssembly! You asked for /hello/through/the/proxy\n"
+
+
+@pytest.mark.parametrize("location, language", [("/python", "Python"), ("/js", "JavaScript")])
+def test_other_languages_answer_and_echo_the_body(apache, location, language):
+    r = request(apache.port, "POST", f"{location}/a/b?c=d", body=b"posted bytes")
+    assert r.status == 200
+    assert r.body == (f"Hello from {language}! POST {location}/a/b?c=d, 12 bytes of body\n"
+                      "posted bytes").encode()
+    r = request(apache.port, "GET", location)
+    assert r.status == 200
+    assert r.body == f"Hello from {language}! GET {location}, 0 bytes of body\n".encode()
+
+
+def test_python_reaches_apache_through_the_shipped_world(apache):
+    # Built against wit/ (world mod-wasm:host/guest): it asks Apache which
+    # <Location> serves it.
+    r = request(apache.port, "GET", "/python/x")
+    assert r.status == 200
+    assert r.header("x-location") == b"/python"
+
+
+def test_every_url_make_run_prints_answers(apache):
+    # The "# try:" lines of examples/*/*.conf, which `make run` prints.
+    tries = [line.removeprefix("# try:").strip()
+             for conf in sorted((ROOT / "examples").glob("*/*.conf"))
+             for line in conf.read_text().splitlines() if line.startswith("# try:")]
+    paths = [t for t in tries if t.startswith("/")]
+    assert len(paths) >= 12, tries
+    for path in paths:
+        r = request(apache.port, "GET", path)
+        assert 200 <= r.status < 300, (path, r.status, r.body[:200])
+
+
+def test_head_through_the_proxy_has_no_body(apache):
+    with Connection(apache.port) as conn:
+        r = conn.request("HEAD", "/proxy/head")
+        assert r.status == 200
+        assert r.header("content-type") == b"text/plain; charset=utf-8"
+        # Had a body followed the head, it would be read as the next
+        # response on this connection.
+        again = conn.request("GET", "/proxy/again")
+        assert again.status == 200
+        assert again.body == b"Hello from WebAssembly! You asked for /hello/again\n"
