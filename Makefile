@@ -170,6 +170,7 @@ test: build
 	$(PYTHON) -m pytest tests/e2e
 
 lint: deps
+	$(PYTHON) scripts/check-module-cycles host/src rules/src cli/src guest-sdk/src
 	$(CARGO) clippy --release --locked -p mod-wasm-host -p mod-wasm-rules -p mod-wasm-cli --all-targets -- -D warnings
 	$(CARGO) clippy --profile guest --locked --target $(WASM_TARGET) -p mod-wasm-guest $(SDK_GUESTS:%=-p %) \
 	    -p test-guest -p sdk-test-guest -p hostile-guest -- -D warnings

@@ -483,6 +483,13 @@ static const char *add_dir(cmd_parms *cmd, mw_dir_config *conf, const char *gues
         return apr_psprintf(cmd->pool, "%s: %s is not a directory", cmd->cmd->name, path);
     }
     note_htaccess_grant(cmd, conf);
+    /* Checked once the children's User is known (an .htaccess file is read
+     * by a child, which has it already). */
+    if (!in_htaccess(cmd) && current_host) {
+        const char *place = where_of(cmd, path);
+        mw_host_note_grant(current_host, (mw_bytes){(const uint8_t *)path, strlen(path)},
+                           (mw_bytes){(const uint8_t *)place, strlen(place)});
+    }
     *(mw_dir *)apr_array_push(conf->dirs) = (mw_dir){
         {(const uint8_t *)guest, strlen(guest)}, {(const uint8_t *)path, strlen(path)},
         read_only};

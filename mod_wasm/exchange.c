@@ -437,16 +437,11 @@ void mw_note_report(request_rec *r, const mw_report *report)
     }
 }
 
-/* The reuse scope is the directive that chose the guest and the virtual host
- * serving the request (its server_rec lives as long as the child): a
- * section of the main server applies to every virtual host, and a component
- * that AddHandler or WasmFileRoutes found has no directive at all, yet
- * instances must never carry one host's requests into another's. */
+/* The limits and grants of the section; Rust keys reused instances by them
+ * and by the virtual host and directive. */
 mw_sandbox mw_sandbox_of(request_rec *r, const mw_dir_config *conf)
 {
-    const char *scope = conf->reuse > 1 ? apr_psprintf(r->pool, "%pp %s", (void *)r->server,
-                                                       conf->where ? conf->where : "")
-                                        : "";
+    const char *place = conf->where ? conf->where : "";
 
     return (mw_sandbox){
         .timeout_ms = conf->timeout_ms,
@@ -459,7 +454,8 @@ mw_sandbox mw_sandbox_of(request_rec *r, const mw_dir_config *conf)
         .outgoing_len = (size_t)conf->outgoing->nelts,
         .stats = conf->stats,
         .reuse = conf->reuse > 0 ? (uint32_t)conf->reuse : 1,
-        .reuse_scope = {(const uint8_t *)scope, strlen(scope)},
+        .server = r->server,
+        .place = {(const uint8_t *)place, strlen(place)},
     };
 }
 

@@ -13,6 +13,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "ap_mpm.h"
+#include "unixd.h"
 
 static apr_status_t free_host(void *host)
 {
@@ -37,6 +38,38 @@ static int wasm_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
     mw_stats_next_generation();
     apr_pool_cleanup_register(pconf, host, free_host, apr_pool_cleanup_null);
     mw_reset_route_roots(pconf);
+    return OK;
+}
+
+static void grant_unreachable(void *server, mw_bytes why)
+{
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, server, MWLOGNO(00046) "%.*s", (int)why.len,
+                 (const char *)why.ptr);
+}
+
+/* Root read the configuration and found each granted directory; the
+ * children, which switch to User later, may not reach it. */
+static void check_grants(server_rec *s)
+{
+    mw_host *host = mw_current_host();
+    if (host) {
+        mw_host_check_grants(host, (uint32_t)ap_unixd_config.user_id,
+                             (uint32_t)ap_unixd_config.group_id, s, grant_unreachable);
+    }
+}
+
+static void wasm_test_config(apr_pool_t *pconf, server_rec *s)
+{
+    check_grants(s);
+}
+
+/* After the configuration was read; not on the first of the two readings
+ * at start-up, which only checks it. */
+static int wasm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
+{
+    if (ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG) {
+        check_grants(s);
+    }
     return OK;
 }
 
@@ -132,6 +165,8 @@ static int wasm_handler(request_rec *r)
 static void wasm_register_hooks(apr_pool_t *p)
 {
     ap_hook_pre_config(wasm_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_test_config(wasm_test_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(wasm_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(wasm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     /* Around every other translate_name hook: did one rewrite the target? */
     ap_hook_translate_name(mw_note_target, NULL, NULL, APR_HOOK_REALLY_FIRST);

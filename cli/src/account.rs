@@ -3,9 +3,8 @@
 //! its children switch to `User`: they serve the site's static files and
 //! map the compiled-code cache, so both must be reachable by that user.
 
+use mod_wasm_rules::reach::{self, Account};
 use std::ffi::CString;
-use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// The default `User` when started as root: Debian's Apache user.
@@ -62,53 +61,8 @@ pub fn children_user(requested: Option<&str>) -> Result<Option<ChildUser>, Strin
     }))
 }
 
-/// Whether `user` can get to `path`: every folder above it searchable and
-/// `path` itself readable (and searchable if a folder). Judged by the mode
-/// bits and the user's primary group, which is enough for a warning.
+/// Whether `user` can get to `path` (the module's own rule, which also
+/// counts the user's supplementary groups).
 pub fn can_reach(path: &Path, user: &ChildUser) -> bool {
-    let allows = |path: &Path, want: u32| {
-        fs::metadata(path).is_ok_and(|m| {
-            let mode = m.mode();
-            let bits = if m.uid() == user.uid {
-                mode >> 6
-            } else if m.gid() == user.gid {
-                mode >> 3
-            } else {
-                mode
-            };
-            bits & want == want
-        })
-    };
-    const READ: u32 = 4;
-    const SEARCH: u32 = 1;
-    let own = if path.is_dir() { READ | SEARCH } else { READ };
-    allows(path, own) && path.ancestors().skip(1).all(|dir| allows(dir, SEARCH))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn a_private_folder_is_out_of_reach() {
-        let nobody = ChildUser {
-            name: "nobody".into(),
-            uid: 65534,
-            gid: 65534,
-        };
-        let dir = std::env::temp_dir().join(format!("mod_wasm-cli-reach-{}", std::process::id()));
-        fs::create_dir_all(dir.join("inner")).unwrap();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        fs::set_permissions(dir.join("inner"), fs::Permissions::from_mode(0o755)).unwrap();
-        let open = can_reach(&dir.join("inner"), &nobody);
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
-        let closed = can_reach(&dir.join("inner"), &nobody);
-        fs::remove_dir_all(&dir).unwrap();
-        // The temporary directory itself may be private (TMPDIR).
-        if can_reach(&std::env::temp_dir(), &nobody) {
-            assert!(open);
-        }
-        assert!(!closed);
-    }
+    reach::can_reach(path, &Account::of(user.uid, user.gid))
 }

@@ -158,7 +158,8 @@ pub fn text(s: &Settings) -> Result<String, String> {
          DefaultRuntimeDir {dir}\n\
          Mutex \"file:{mutex}\"\n\
          ErrorLog /dev/stderr\n\
-         LogLevel warn\n",
+         LogLevel warn\n\
+         GracefulShutdownTimeout 5\n",
         listen = s.listen,
         pid = unquoted(&s.dir.join("httpd.pid"))?,
         mutex = unquoted(s.dir)?,
@@ -258,6 +259,7 @@ DefaultRuntimeDir "/tmp/mod_wasm-serve-x"
 Mutex "file:/tmp/mod_wasm-serve-x"
 ErrorLog /dev/stderr
 LogLevel warn
+GracefulShutdownTimeout 5
 LoadModule mpm_event_module "/usr/lib/apache2/modules/mod_mpm_event.so"
 LoadModule authz_core_module "/usr/lib/apache2/modules/mod_authz_core.so"
 LoadModule mime_module "/usr/lib/apache2/modules/mod_mime.so"

@@ -310,9 +310,14 @@ typedef struct mw_sandbox {
   // `WasmInstanceReuse`: requests one instance of a component may serve;
   // 0 or 1 for a fresh instance per request. Modules ignore it.
   uint32_t reuse;
-  // The virtual host and the directive that chose the guest, with its
-  // file and line: two virtual hosts never share an instance.
-  struct mw_bytes reuse_scope;
+  // The virtual host serving the request (its `server_rec`, which lives
+  // as long as the child), only compared: a section of the main server
+  // applies to every virtual host, yet two virtual hosts never share an
+  // instance.
+  const void *server;
+  // The directive that chose the guest, with its file and line; empty
+  // for a component that `AddHandler` or `WasmFileRoutes` found.
+  struct mw_bytes place;
 } mw_sandbox;
 
 // The callbacks of one request, all called on the serving thread with `ctx`.
@@ -618,6 +623,28 @@ mw_result mw_outgoing_rule_new(struct mw_bytes text,
 // `rule` is NULL or came from [`mw_outgoing_rule_new`], and is not used
 // afterwards (requests being served hold their own references).
 void mw_outgoing_rule_free(const struct mw_outgoing_rule *rule);
+
+// Remembers that the directive at `place` (its name, section, file and
+// line) grants the host directory `dir`, for [`mw_host_check_grants`].
+//
+// # Safety
+// `host` came from `mw_host_new`; `dir` and `place` are valid.
+void mw_host_note_grant(struct mw_host *host, struct mw_bytes dir, struct mw_bytes place);
+
+// Calls `unreachable` with a sentence for each directory granted to
+// `host`'s guests that the children's user cannot read, and returns how
+// many there are. `uid` and `gid` are `User` and `Group`; they apply only
+// when the parent runs as root (else the children keep its user). Call in
+// the parent, after the configuration was read: the children switch users
+// later.
+//
+// # Safety
+// `host` came from `mw_host_new`; `unreachable` may be called with `ctx`.
+size_t mw_host_check_grants(const struct mw_host *host,
+                            uint32_t uid,
+                            uint32_t gid,
+                            void *ctx,
+                            void (*unreachable)(void *ctx, struct mw_bytes why));
 
 // Starts a configuration generation: the status page shows the locations
 // named from now on. Call in the parent before each reading of the

@@ -21,7 +21,8 @@ use crate::engine::{Allocation, Capacity};
 use crate::legacy::{LegacyState, ModuleLinker};
 use crate::on_demand::OnDemand;
 use crate::{engine, ticker};
-use mod_wasm_rules::routes;
+use mod_wasm_rules::listing;
+use mod_wasm_rules::reach::{self, Account};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -46,6 +47,9 @@ pub struct Host {
     /// Where compiled code is kept across restarts; decided before the
     /// first file is added.
     disk_cache: Option<Option<DiskCache>>,
+    /// Every `WasmDir`/`WasmMapDir` directory with the directive's place,
+    /// for the start-up check that the children can reach them.
+    grants: Vec<(PathBuf, String)>,
 }
 
 /// What each request's slot in the instance pool holds at least, for the
@@ -170,6 +174,31 @@ impl Host {
         Ok(())
     }
 
+    /// Remembers a granted directory and the directive that granted it.
+    pub fn note_grant(&mut self, dir: PathBuf, place: String) {
+        self.grants.push((dir, place));
+    }
+
+    /// A sentence for each granted directory `children` cannot reach (see
+    /// [`reach::can_reach`]): a guest that opens it would fail on every
+    /// request, while root, who read the configuration, could open it.
+    pub fn unreachable_grants(&self, children: &Account) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        self.grants
+            .iter()
+            .filter(|(dir, place)| seen.insert((dir, place)) && !reach::can_reach(dir, children))
+            .map(|(dir, place)| {
+                format!(
+                    "{place}: Apache's children run as {}, who cannot read {} or a folder \
+                     above it; a guest that opens it fails (make it readable and searchable \
+                     by that user)",
+                    children.name,
+                    dir.display()
+                )
+            })
+            .collect()
+    }
+
     /// Whether the cache directory has been decided (by [`Host::set_cache_dir`]).
     pub fn cache_dir_decided(&self) -> bool {
         self.disk_cache.is_some()
@@ -199,7 +228,7 @@ impl Host {
     pub fn preload_routes(&mut self, dir: &Path) -> (usize, Vec<String>) {
         let mut ready = 0;
         let mut failed = Vec::new();
-        for file in routes::component_files(dir) {
+        for file in listing::component_files(dir) {
             match self.add_component(&file) {
                 Ok(_) => ready += 1,
                 Err(why) => failed.push(why),

@@ -148,8 +148,20 @@ impl Sandbox {
             };
             wasi.preopened_dir(&dir.host, &dir.guest, perms)
                 .map_err(|e| {
+                    let denied = e
+                        .downcast_ref::<std::io::Error>()
+                        .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied);
+                    // Root read the configuration; this child switched to
+                    // `User`, which is the one to give access (MW00046).
+                    let hint = if denied {
+                        // SAFETY: geteuid has no preconditions and cannot fail.
+                        let uid = unsafe { libc::geteuid() };
+                        format!("; this child runs as user id {uid}, which must be able to read it")
+                    } else {
+                        String::new()
+                    };
                     format!(
-                        "cannot open the granted directory {} (as {}): {e:#}",
+                        "cannot open the granted directory {} (as {}): {e:#}{hint}",
                         dir.host.display(),
                         dir.guest
                     )

@@ -226,6 +226,23 @@ fn slashed(relative: &Path) -> String {
         .join("/")
 }
 
+/// The component files routes can lead to below `root`, in byte order of
+/// their paths: every `*.wasm` except in `public/` (static files) and in
+/// hidden directories. The same walk as the dev server's listing.
+pub fn component_files(root: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = scan(root)
+        .map(|listing| {
+            listing
+                .routes
+                .into_iter()
+                .map(|r| root.join(r.file))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,7 +392,7 @@ mod tests {
         // Every file but the index, the hidden one, the public one and the
         // clash's loser.
         assert_eq!(checked, files.len() - 4);
-        let served = crate::routes::component_files(&dir);
+        let served = component_files(&dir);
         assert_eq!(served.len(), listing.routes.len());
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -126,23 +126,6 @@ pub fn resolve(root: &Path, path: &[u8]) -> Option<Route> {
     })
 }
 
-/// The component files routes can lead to below `root`, in byte order of
-/// their paths: every `*.wasm` except in `public/` (static files) and in
-/// hidden directories. The same walk as the dev server's listing.
-pub fn component_files(root: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = crate::listing::scan(root)
-        .map(|listing| {
-            listing
-                .routes
-                .into_iter()
-                .map(|r| root.join(r.file))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
-}
-
 /// The component for `segments` below `dir`; `params` gains the dynamic
 /// segments on the way to it.
 fn find(dir: &Path, segments: &[&[u8]], params: &mut Vec<(String, Vec<u8>)>) -> Option<PathBuf> {
@@ -362,7 +345,7 @@ mod tests {
                 "a/readme.txt",
             ],
         );
-        let files: Vec<_> = component_files(root)
+        let files: Vec<_> = crate::listing::component_files(root)
             .iter()
             .map(|f| f.strip_prefix(root).unwrap().display().to_string())
             .collect();

@@ -187,6 +187,19 @@ def assert_refused_at_its_line(body, directive, expected, name):
         server.cleanup()
 
 
+def unexpected_errors(lines, allowed_tags=()):
+    """The error-log lines that fail a test: a child that died, or an error
+    (or worse) without one of allowed_tags."""
+    bad = []
+    for line in lines:
+        if CHILD_DIED.search(line):
+            bad.append(line)
+        elif BAD_LEVEL.search(line) and not any(
+                tag in line for tag in (*allowed_tags, *APACHE_SHUTDOWN_RACES)):
+            bad.append(line)
+    return bad
+
+
 class Apache:
     def __init__(self, body, mpm="event", name="apache", allow=()):
         self.mpm = mpm
@@ -419,14 +432,7 @@ GracefulShutdownTimeout 10
         return self.unexpected_errors(lines, self.allowed_from[0][1])
 
     def unexpected_errors(self, lines, allowed_tags=()):
-        bad = []
-        for line in lines:
-            if CHILD_DIED.search(line):
-                bad.append(line)
-            elif BAD_LEVEL.search(line) and not any(
-                    tag in line for tag in (*allowed_tags, *APACHE_SHUTDOWN_RACES)):
-                bad.append(line)
-        return bad
+        return unexpected_errors(lines, allowed_tags)
 
 
 class PeakRssGrowth:

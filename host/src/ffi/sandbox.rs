@@ -56,9 +56,14 @@ pub struct mw_sandbox {
     /// `WasmInstanceReuse`: requests one instance of a component may serve;
     /// 0 or 1 for a fresh instance per request. Modules ignore it.
     pub reuse: u32,
-    /// The virtual host and the directive that chose the guest, with its
-    /// file and line: two virtual hosts never share an instance.
-    pub reuse_scope: mw_bytes,
+    /// The virtual host serving the request (its `server_rec`, which lives
+    /// as long as the child), only compared: a section of the main server
+    /// applies to every virtual host, yet two virtual hosts never share an
+    /// instance.
+    pub server: *const std::ffi::c_void,
+    /// The directive that chose the guest, with its file and line; empty
+    /// for a component that `AddHandler` or `WasmFileRoutes` found.
+    pub place: mw_bytes,
 }
 
 /// Parses a `WasmAllowOutgoing` pattern. On success `*rule_out` owns the
@@ -113,17 +118,17 @@ pub unsafe extern "C" fn mw_outgoing_rule_free(rule: *const mw_outgoing_rule) {
 /// What a reused instance was built from besides its component: the
 /// virtual host, the directive and section that chose it, and the grants
 /// and limits `sandbox_from` read from `sandbox`. Requests differing in any
-/// of it never share an instance.
+/// of it never share an instance. This is the one place that rule lives.
 ///
 /// # Safety
-/// `raw.reuse_scope` is valid.
+/// `raw.place` is valid.
 pub(crate) unsafe fn reuse_config(sandbox: &Sandbox, raw: &mw_sandbox, section: &str) -> String {
     // SAFETY: the caller's contract.
-    let scope = String::from_utf8_lossy(unsafe { raw.reuse_scope.as_slice() });
+    let place = String::from_utf8_lossy(unsafe { raw.place.as_slice() });
     let rules: Vec<*const OutgoingRule> = sandbox.outgoing.iter().map(Arc::as_ptr).collect();
     format!(
-        "{scope}\0{section}\0{}\0{:?}\0{:?}\0{rules:?}\0{:?}",
-        sandbox.memory_limit, sandbox.env, sandbox.dirs, raw.stats
+        "{:p}\0{place}\0{section}\0{}\0{:?}\0{:?}\0{rules:?}\0{:?}",
+        raw.server, sandbox.memory_limit, sandbox.env, sandbox.dirs, raw.stats
     )
 }
 
@@ -185,4 +190,75 @@ pub(crate) unsafe fn sandbox_from(sandbox: &mw_sandbox) -> Sandbox {
         // SAFETY: the caller's contract.
         meter: Meter::new(unsafe { super::stats::slot_of(sandbox.stats) }),
     }
+}
+
+/// Remembers that the directive at `place` (its name, section, file and
+/// line) grants the host directory `dir`, for [`mw_host_check_grants`].
+///
+/// # Safety
+/// `host` came from `mw_host_new`; `dir` and `place` are valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_host_note_grant(
+    host: *mut super::mw_host,
+    dir: mw_bytes,
+    place: mw_bytes,
+) {
+    guarded(ErrorBuf::new(std::ptr::null_mut(), 0), || {
+        if host.is_null() {
+            return mw_result::NullArgument;
+        }
+        // SAFETY: the caller's contract.
+        let (host, dir, place) = unsafe {
+            (
+                &mut *host.cast::<crate::host::Host>(),
+                dir.as_slice(),
+                place.as_slice(),
+            )
+        };
+        host.note_grant(
+            PathBuf::from(OsStr::from_bytes(dir)),
+            String::from_utf8_lossy(place).into_owned(),
+        );
+        mw_result::Ok
+    });
+}
+
+/// Calls `unreachable` with a sentence for each directory granted to
+/// `host`'s guests that the children's user cannot read, and returns how
+/// many there are. `uid` and `gid` are `User` and `Group`; they apply only
+/// when the parent runs as root (else the children keep its user). Call in
+/// the parent, after the configuration was read: the children switch users
+/// later.
+///
+/// # Safety
+/// `host` came from `mw_host_new`; `unreachable` may be called with `ctx`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_host_check_grants(
+    host: *const super::mw_host,
+    uid: u32,
+    gid: u32,
+    ctx: *mut std::ffi::c_void,
+    unreachable: Option<unsafe extern "C" fn(ctx: *mut std::ffi::c_void, why: mw_bytes)>,
+) -> usize {
+    let mut count = 0;
+    guarded(ErrorBuf::new(std::ptr::null_mut(), 0), || {
+        let (Some(unreachable), false) = (unreachable, host.is_null()) else {
+            return mw_result::NullArgument;
+        };
+        // SAFETY: the caller's contract.
+        let host = unsafe { &*host.cast::<crate::host::Host>() };
+        // SAFETY: these have no preconditions and cannot fail.
+        let (uid, gid) = match unsafe { (libc::geteuid(), libc::getegid()) } {
+            (0, _) => (uid, gid),
+            own => own,
+        };
+        let children = mod_wasm_rules::reach::Account::of(uid, gid);
+        for why in host.unreachable_grants(&children) {
+            // SAFETY: the caller's contract; the view outlives the call.
+            unsafe { unreachable(ctx, mw_bytes::of(why.as_bytes())) };
+            count += 1;
+        }
+        mw_result::Ok
+    });
+    count
 }

@@ -1,7 +1,9 @@
 """What a new user runs into in the first hour: a guest in a section that
-never hands it its requests is said at start-up; a component's answer
-does not inherit the Content-Type of its .wasm file."""
+never hands it its requests is said at start-up, and so is a granted
+directory the children cannot read; a component's answer does not inherit
+the Content-Type of its .wasm file."""
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -53,6 +55,54 @@ def test_a_guest_its_section_never_runs_is_a_warning_at_startup():
         set_at, component_at = line_of("SetHandler", section), line_of("WasmComponent", section)
         assert f"<Location /misspelt> at {server.conf}:{component_at}" in misspelt, misspelt
         assert f"'wasm_handler' (SetHandler at {server.conf}:{set_at})" in misspelt, misspelt
+    finally:
+        server.cleanup()
+
+
+CLOSED = """
+<Location /closed>
+    SetHandler wasm-handler
+    WasmComponent {guest}
+    WasmMapDir /data {dir}/closed/data ro
+</Location>
+<Location /open>
+    SetHandler wasm-handler
+    WasmComponent {guest}
+    WasmMapDir /data {dir}/open
+</Location>
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the children switch users only under root")
+def test_a_grant_the_children_cannot_read_is_a_warning_and_a_hint():
+    # Root reads the configuration and can open the directory; www-data,
+    # which the children switch to, cannot search the folder above it.
+    server = Apache(CLOSED, name="closed-grant", allow=("MW00012",))
+    try:
+        (server.dir / "closed" / "data").mkdir(parents=True)
+        (server.dir / "closed" / "data" / "hello.txt").write_text("hidden\n")
+        (server.dir / "closed").chmod(0o700)
+        (server.dir / "open").mkdir()
+        (server.dir / "open" / "hello.txt").write_text("shown\n")
+        (server.dir / "open").chmod(0o755)
+        code, output = server.configtest()
+        assert code == 0, output
+        warnings = [line for line in output.splitlines() if "MW00046" in line]
+        assert len(warnings) == 1, output
+        at = next(i for i, line in enumerate(server.config_text().splitlines(), 1)
+                  if "closed/data" in line)
+        assert f"WasmMapDir {server.dir}/closed/data in <Location /closed> at " \
+               f"{server.conf}:{at}" in warnings[0], warnings[0]
+        assert "run as www-data, who cannot read" in warnings[0], warnings[0]
+
+        server.start()
+        assert len([line for line in server.new_log() if "MW00046" in line]) == 1
+        assert request(server.port, "GET", "/open/read?path=/data/hello.txt").body == b"shown\n"
+        r = request(server.port, "GET", "/closed/read?path=/data/hello.txt")
+        assert r.status == 500, r
+        line = next(line for line in server.wait_for_log("cannot open the granted directory")
+                    if "cannot open the granted directory" in line)
+        assert "Permission denied" in line and "runs as user id 33" in line, line
     finally:
         server.cleanup()
 

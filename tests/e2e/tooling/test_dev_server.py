@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from apache import GUEST, HELLO, ROOT, clean_env, free_port
+from apache import GUEST, HELLO, ROOT, clean_env, free_port, unexpected_errors
 from http1 import request
 
 CLI = ROOT / "target/release/mod_wasm"
@@ -50,10 +50,13 @@ class DevServer:
         self.lines = queue.Queue()
         self.stdout = []
         self.stderr = []
-        threading.Thread(target=self._read, args=(self.process.stdout, self.stdout, True),
-                         daemon=True).start()
-        threading.Thread(target=self._read, args=(self.process.stderr, self.stderr, False),
-                         daemon=True).start()
+        self.readers = [
+            threading.Thread(target=self._read, args=(self.process.stdout, self.stdout, True),
+                             daemon=True),
+            threading.Thread(target=self._read, args=(self.process.stderr, self.stderr, False),
+                             daemon=True)]
+        for reader in self.readers:
+            reader.start()
 
     def _read(self, pipe, kept, queued):
         for raw in pipe:
@@ -101,6 +104,18 @@ class DevServer:
         """SIGINT to the CLI alone; its exit code."""
         self.process.send_signal(signal.SIGINT)
         return self.process.wait(timeout=STOP_TIMEOUT)
+
+    def stop_cleanly(self):
+        """Interrupts it, and fails if it did not exit with 0 or if its
+        Apache logged an error or lost a child (its error log is stderr),
+        start-up and shutdown included."""
+        code = self.interrupt()
+        # The readers end at EOF, once Apache and the CLI have exited.
+        for reader in self.readers:
+            reader.join(timeout=STOP_TIMEOUT)
+        assert code == 0, self.output()
+        bad = unexpected_errors(self.stderr)
+        assert not bad, "unexpected lines in the dev server's error log:\n" + "\n".join(bad)
 
     def kill(self):
         """Whatever is left, after a failed test: the CLI's whole session
@@ -181,6 +196,7 @@ def served(place):
         server.banner_lines = server.banner()
         server.wait_until_listening()
         yield server
+        server.stop_cleanly()
     finally:
         server.kill()
 
@@ -271,7 +287,7 @@ def test_sigint_stops_apache_and_removes_its_files(place):
         run_dir = config_dir(banner)
         server.wait_until_listening()
         assert request(server.port, "GET", "/api/hello").status == 200, server.output()
-        assert server.interrupt() == 0, server.output()
+        server.stop_cleanly()
         assert not accepts(server.port)
         assert not run_dir.exists(), server.output()
     finally:
