@@ -292,7 +292,7 @@ int mw_serve_file_component(request_rec *r, const mw_dir_config *conf)
      * (not per URL: a route's URLs are countless). */
     file_conf->stats = mw_stats_for(bytes_of(conf->routes_root ? conf->routes_root
                                                                : "(the request's file)"),
-                                    bytes_of(r->filename), MW_GUEST_KIND_COMPONENT);
+                                    bytes_of(r->filename), mw_component_guest_kind(component));
     route = mw_route_of(r);
     return mw_serve_component(r, file_conf, route ? route->params : NULL);
 }

@@ -155,15 +155,16 @@ static const char *guest_path(cmd_parms *cmd, const char *arg, const void *other
 }
 
 /* After a guest was compiled (or found in a cache) for this directive. */
-static void log_compiled(cmd_parms *cmd, const char *path, mw_outcome outcome)
+static void log_compiled(cmd_parms *cmd, const char *path, mw_bytes what, mw_outcome outcome)
 {
     static const char *const how[] = {
         [MW_OUTCOME_COMPILED] = "compiled",
         [MW_OUTCOME_REUSED] = "reused compiled",
         [MW_OUTCOME_LOADED] = "loaded from the cache directory the compiled",
     };
-    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, cmd->server, MWLOGNO(00001) "%s %s (%s:%d)",
-                 how[outcome], path, cmd->directive->filename, cmd->directive->line_num);
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, cmd->server, MWLOGNO(00001) "%s %s, %.*s (%s:%d)",
+                 how[outcome], path, (int)what.len, (const char *)what.ptr,
+                 cmd->directive->filename, cmd->directive->line_num);
 }
 
 /* Before the first guest is compiled: where compiled code is kept, if no
@@ -297,11 +298,11 @@ static const char *set_component(cmd_parms *cmd, void *dir_conf, const char *arg
                               &conf->component, &outcome, err, sizeof(err)) != MW_RESULT_OK) {
         return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
     }
-    log_compiled(cmd, path, outcome);
+    log_compiled(cmd, path, mw_component_describe(conf->component), outcome);
     check_handler(cmd);
     conf->where = where_of(cmd, path);
     conf->section = cmd->path ? cmd->path : "/";
-    conf->stats = stats_of(conf->section, path, MW_GUEST_KIND_COMPONENT);
+    conf->stats = stats_of(conf->section, path, mw_component_guest_kind(conf->component));
     return NULL;
 }
 
@@ -352,7 +353,8 @@ static const char *set_module(cmd_parms *cmd, void *dir_conf, const char *arg)
         return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
     }
     if (!in_htaccess(cmd)) {
-        log_compiled(cmd, path, outcome);
+        log_compiled(cmd, path, (mw_bytes){(const uint8_t *)"a WASI preview1 module", 22},
+                     outcome);
         check_handler(cmd);
     }
     conf->module_name = apr_filepath_name_get(path);

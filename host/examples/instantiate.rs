@@ -13,7 +13,7 @@
 //! figure printed is the time spent serving, without the pauses.
 
 use mod_wasm_host::component::{
-    Call, RequestFacts, RequestHead, Reuse, ReuseKey, build_request, serve,
+    Call, ComponentPre, RequestFacts, RequestHead, Reuse, ReuseKey, build_request, serve, serve03,
 };
 use mod_wasm_host::host::Host;
 use mod_wasm_host::log::{LogKind, RequestLog};
@@ -109,7 +109,11 @@ fn main() {
                 max_requests,
             }),
         };
-        serve(pre, call).expect("serve");
+        match pre {
+            ComponentPre::Proxy(pre) => serve(pre, call),
+            ComponentPre::Service(pre) => serve03(pre, call),
+        }
+        .expect("serve");
         assert_eq!(sink.status, 200);
     };
     for _ in 0..200 {

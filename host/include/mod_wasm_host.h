@@ -114,10 +114,12 @@ enum mw_guest_kind
   : uint32_t
 #endif // __STDC_VERSION__ >= 202311L
  {
-  // A wasi:http component.
+  // A wasi:http component (WASI 0.2).
   MW_GUEST_KIND_COMPONENT = 1,
   // A WASI preview1 module.
   MW_GUEST_KIND_MODULE = 2,
+  // A wasi:http component (WASI 0.3).
+  MW_GUEST_KIND_COMPONENT03 = 3,
 };
 #if __STDC_VERSION__ >= 202311L
 typedef enum mw_guest_kind mw_guest_kind;
@@ -509,6 +511,21 @@ mw_result mw_host_set_default_cache_dir(struct mw_host *host,
 // # Safety
 // `host` is NULL or came from [`mw_host_new`].
 bool mw_host_cache_dir_decided(const struct mw_host *host);
+
+// What `component` is, for the log: "a WASI 0.2 component (wasi:http/proxy)"
+// or "a WASI 0.3 component (wasi:http/service)". Static text; empty for NULL.
+//
+// # Safety
+// `component` is NULL or came from `mw_host_add_component`, and its host
+// is alive.
+struct mw_bytes mw_component_describe(const struct mw_component *component);
+
+// What the status page counts `component` as: a WASI 0.2 or a WASI 0.3
+// component (0.2 for NULL).
+//
+// # Safety
+// As for [`mw_component_describe`].
+mw_guest_kind mw_component_guest_kind(const struct mw_component *component);
 
 // Loads every component of `host` into this child process, with an
 // instance pool for `threads` requests at once (0: no pool). Call once per

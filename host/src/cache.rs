@@ -72,6 +72,7 @@ impl DiskCache {
         let mut key = KeyHasher(Sha256::new());
         key.0.update(match kind {
             Kind::Component => b"component\0".as_slice(),
+            Kind::Component03 => b"component 0.3\0".as_slice(),
             Kind::Module => b"module\0".as_slice(),
         });
         engine.precompile_compatibility_hash().hash(&mut key);

@@ -27,7 +27,10 @@ use wasmtime::{Engine, Module, ResourcesRequired};
 pub struct Artifact {
     /// The canonical path of the source file.
     pub path: PathBuf,
-    /// The compiled code, for an engine built from [`engine::config`].
+    /// What it is, which says the engine it was compiled for.
+    pub kind: Kind,
+    /// The compiled code, for an engine built from [`engine::config_for`]
+    /// its kind.
     pub code: Code,
     /// What one instance needs from an instance pool.
     pub footprint: Footprint,
@@ -180,11 +183,14 @@ fn artifact(
     let started = Instant::now();
     let bytes = std::fs::read(&key.0).map_err(|e| format!("cannot read {shown}: {e}"))?;
     check_layer(&bytes, kind).map_err(|why| format!("{shown} {why}"))?;
-    let (code, footprint, outcome) =
-        with_parent_engine(|engine| build(engine, &key.0, &bytes, kind, disk))
-            .map_err(|why| format!("{shown}: {why}"))?;
+    let file_kind = kind.of_file(&bytes);
+    let (code, footprint, outcome) = with_parent_engine(file_kind, |engine| {
+        build(engine, &key.0, &bytes, file_kind, disk)
+    })
+    .map_err(|why| format!("{shown}: {why}"))?;
     let artifact = Arc::new(Artifact {
         path: key.0.clone(),
+        kind: file_kind,
         code,
         footprint,
         identity,
@@ -270,9 +276,9 @@ fn build(
 fn load_file(engine: &Engine, file: &Path, kind: Kind) -> Result<Footprint, String> {
     let code = Code::File(file.to_path_buf());
     match kind {
-        Kind::Component => {
+        Kind::Component | Kind::Component03 => {
             let component = code.component(engine).map_err(|e| format!("{e:#}"))?;
-            ComponentLinker::new(engine)
+            ComponentLinker::new(engine, kind)
                 .map_err(|e| format!("cannot build the linker: {e:#}"))?
                 .pre_instantiate(&component)?;
             Ok(Footprint::of(component.resources_required()))
@@ -326,9 +332,11 @@ fn check_layer(bytes: &[u8], kind: Kind) -> Result<(), &'static str> {
     }
     let core = &bytes[4..8] == CORE_MODULE;
     match kind {
-        Kind::Component if core => Err("is a core WebAssembly module, not a component \
-                                        (WASI preview1 modules are served with WasmModule)"),
-        Kind::Component if &bytes[6..8] != COMPONENT_LAYER => {
+        Kind::Component | Kind::Component03 if core => {
+            Err("is a core WebAssembly module, not a component \
+                 (WASI preview1 modules are served with WasmModule)")
+        }
+        Kind::Component | Kind::Component03 if &bytes[6..8] != COMPONENT_LAYER => {
             Err("is not a WebAssembly component of a version this Wasmtime understands")
         }
         Kind::Module if !core && &bytes[6..8] == COMPONENT_LAYER => {
@@ -347,10 +355,10 @@ fn check_layer(bytes: &[u8], kind: Kind) -> Result<(), &'static str> {
 /// everything a child would find wrong is found when the file is named.
 pub(crate) fn compile(engine: &Engine, bytes: &[u8], kind: Kind) -> Result<Compiled, String> {
     match kind {
-        Kind::Component => {
+        Kind::Component | Kind::Component03 => {
             let component =
                 Component::new(engine, bytes).map_err(|e| format!("does not compile: {e:#}"))?;
-            ComponentLinker::new(engine)
+            ComponentLinker::new(engine, kind)
                 .map_err(|e| format!("cannot build the linker: {e:#}"))?
                 .pre_instantiate(&component)?;
             Ok(Compiled {
@@ -376,9 +384,13 @@ pub(crate) fn compile(engine: &Engine, bytes: &[u8], kind: Kind) -> Result<Compi
     }
 }
 
-/// Runs `work` in the parent with a throwaway engine.
-fn with_parent_engine<R>(work: impl FnOnce(&Engine) -> Result<R, String>) -> Result<R, String> {
-    let engine = engine::new().map_err(|e| format!("cannot create a Wasmtime engine: {e:#}"))?;
+/// Runs `work` in the parent with a throwaway engine for files of `kind`.
+fn with_parent_engine<R>(
+    kind: Kind,
+    work: impl FnOnce(&Engine) -> Result<R, String>,
+) -> Result<R, String> {
+    let engine =
+        engine::new_for(kind).map_err(|e| format!("cannot create a Wasmtime engine: {e:#}"))?;
     let result = work(&engine);
     // Wasmtime installed its trap handlers when the engine was created. The
     // children must install their own after fork(), chained to the handlers

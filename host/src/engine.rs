@@ -5,6 +5,7 @@
 //! only works when both engines were built from the same settings: keep every
 //! setting that affects code generation here and nowhere else.
 
+use crate::kind::Kind;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Result,
 };
@@ -31,6 +32,23 @@ pub fn config() -> Config {
     // entries and loop headers, and one ticker thread per child advances it
     // (see `ticker`). Cheaper than fuel, and it needs no thread per request.
     config.epoch_interruption(true);
+    // WASI 0.2 components and modules need none of the async component
+    // model, and with it on every host call they make pays its task
+    // bookkeeping (the A/B run in docs/wasi-0.3.md).
+    config.concurrency_support(false);
+    config
+}
+
+/// The configuration of the engine that compiles and serves files of
+/// `kind`: [`config`], with the async component model for WASI 0.3
+/// components. Code compiled by one of the two does not load in the other.
+pub fn config_for(kind: Kind) -> Config {
+    let mut config = config();
+    if kind == Kind::Component03 {
+        config
+            .concurrency_support(true)
+            .wasm_component_model_async(true);
+    }
     config
 }
 
@@ -38,6 +56,11 @@ pub fn config() -> Config {
 /// compiling, and wherever no pool can be had.
 pub fn new() -> Result<Engine> {
     Engine::new(&config())
+}
+
+/// A new engine from [`config_for`] `kind`, allocating instances on demand.
+pub fn new_for(kind: Kind) -> Result<Engine> {
+    Engine::new(&config_for(kind))
 }
 
 /// Lets the children reset their pooled memories with `PAGEMAP_SCAN`: call in
@@ -101,14 +124,26 @@ const STACK_KEEP_RESIDENT: usize = 128 << 10;
 /// instance (the memory, its copy-on-write image, tables, the fiber stack);
 /// those calls also contend between threads of one process.
 pub fn for_serving(capacity: Capacity) -> Result<(Engine, Allocation, Option<String>)> {
+    for_serving_kind(Kind::Component, capacity)
+}
+
+/// [`for_serving`] for the engine of files of `kind` ([`config_for`]).
+pub fn for_serving_kind(
+    kind: Kind,
+    capacity: Capacity,
+) -> Result<(Engine, Allocation, Option<String>)> {
     if capacity.requests == 0 {
-        return Ok((new()?, Allocation::OnDemand, None));
+        return Ok((new_for(kind)?, Allocation::OnDemand, None));
     }
-    let mut config = config();
+    let mut config = config_for(kind);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(capacity)));
     match Engine::new(&config) {
         Ok(engine) => Ok((engine, Allocation::Pooled, None)),
-        Err(pooled) => Ok((new()?, Allocation::OnDemand, Some(format!("{pooled:#}")))),
+        Err(pooled) => Ok((
+            new_for(kind)?,
+            Allocation::OnDemand,
+            Some(format!("{pooled:#}")),
+        )),
     }
 }
 

@@ -16,7 +16,7 @@
 
 use crate::cache::DiskCache;
 use crate::compile::{self, Artifact, Code, Footprint, Kind, Outcome};
-use crate::component::{ComponentLinker, RequestState};
+use crate::component::{ComponentLinker, ComponentPre};
 use crate::engine::{Allocation, Capacity};
 use crate::legacy::{LegacyState, ModuleLinker};
 use crate::on_demand::OnDemand;
@@ -29,20 +29,22 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use wasmtime::component::Component;
 use wasmtime::{Engine, InstancePre};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// The components and modules of one configuration generation.
 #[derive(Default)]
 pub struct Host {
-    components: Registry<ProxyPre<RequestState>>,
+    components: Registry<ComponentPre>,
     modules: Registry<InstancePre<LegacyState>>,
     /// Modules named in `.htaccess` files, compiled in this child.
     htaccess_modules: OnDemand<HostedModule>,
     /// Components served as the request's file, compiled in this child.
     file_components: OnDemand<HostedComponent>,
-    /// Set in each child by [`Host::child_init`].
+    /// Set in each child by [`Host::child_init`]: the engine of 0.2
+    /// components and modules, and the one of 0.3 components (instances
+    /// allocated on demand), each with its component linker.
     engine: Option<Engine>,
     component_linker: Option<ComponentLinker>,
+    engine03: Option<(Engine, ComponentLinker)>,
     capacity: Option<Capacity>,
     /// Where compiled code is kept across restarts; decided before the
     /// first file is added.
@@ -86,7 +88,7 @@ pub struct Hosted<P> {
 }
 
 /// A component named by one or more `WasmComponent` directives.
-pub type HostedComponent = Hosted<ProxyPre<RequestState>>;
+pub type HostedComponent = Hosted<ComponentPre>;
 
 /// A WASI preview1 module named by one or more `WasmModule` directives.
 pub type HostedModule = Hosted<InstancePre<LegacyState>>;
@@ -105,6 +107,11 @@ impl<P> Hosted<P> {
     /// loaded).
     pub fn times(&self) -> (Duration, Option<Duration>) {
         (self.artifact.prepared, self.loaded.get().copied())
+    }
+
+    /// What the file is.
+    pub fn kind(&self) -> Kind {
+        self.artifact.kind
     }
 
     /// The pre-instantiated component or module, once this child has loaded
@@ -271,6 +278,7 @@ impl Host {
             fits_the_pool(compiled.footprint, capacity, &shown, "WasmModule")?;
             let hosted = HostedModule::new(Arc::new(Artifact {
                 path: canonical.to_path_buf(),
+                kind: Kind::Module,
                 code: Code::Bytes(compiled.serialized),
                 footprint: compiled.footprint,
                 identity,
@@ -289,9 +297,12 @@ impl Host {
     /// changed. A file that a `WasmComponent` also names is served as
     /// loaded at start-up. Several threads may ask at once.
     pub fn component_for_file(&self, path: &Path) -> Result<Arc<HostedComponent>, String> {
-        let (Some(engine), Some(linker), Some(capacity)) =
-            (&self.engine, &self.component_linker, &self.capacity)
-        else {
+        let (Some(engine), Some(linker), Some(engine03), Some(capacity)) = (
+            &self.engine,
+            &self.component_linker,
+            &self.engine03,
+            &self.capacity,
+        ) else {
             return Err("components named by a request are loaded by the serving \
                         processes only"
                 .into());
@@ -309,6 +320,11 @@ impl Host {
             let started = Instant::now();
             let bytes = compile::read_checked(canonical, Kind::Component)
                 .map_err(|why| format!("{shown} {why}"))?;
+            let kind = Kind::Component.of_file(&bytes);
+            let (engine, linker) = match kind {
+                Kind::Component03 => (&engine03.0, &engine03.1),
+                _ => (engine, linker),
+            };
             let component = Component::new(engine, &bytes)
                 .map_err(|e| format!("{shown} is not a valid component: {e:#}"))?;
             let footprint = Footprint::of(component.resources_required());
@@ -321,6 +337,7 @@ impl Host {
                 .map_err(|why| format!("{shown} {why}"))?;
             let hosted = HostedComponent::new(Arc::new(Artifact {
                 path: canonical.to_path_buf(),
+                kind,
                 // Never loaded again: the pre-instantiated component is kept.
                 code: Code::Bytes(Vec::new()),
                 footprint,
@@ -345,13 +362,36 @@ impl Host {
         crate::component::set_reuse_capacity(capacity.requests as usize + 1);
         let (engine, allocation, pool_error) = engine::for_serving(capacity)
             .map_err(|e| format!("cannot create the engine: {e:#}"))?;
-        ticker::start(&engine).map_err(|e| format!("cannot start the epoch ticker: {e}"))?;
-        let linker =
-            ComponentLinker::new(&engine).map_err(|e| format!("cannot build the linker: {e:#}"))?;
+        // WASI 0.3 components get an engine of their own, for components
+        // that a request may name as well as for those named at start-up.
+        // It has a pool of its own only if the configuration names a 0.3
+        // component: a server without one reserves nothing for them (and
+        // a 0.3 file a request names is then instantiated on demand).
+        let named03 = self
+            .components
+            .entries
+            .iter()
+            .any(|c| c.artifact.kind == Kind::Component03);
+        let capacity03 = Capacity {
+            requests: if named03 { capacity.requests } else { 0 },
+            ..capacity
+        };
+        let (engine03, _, _) = engine::for_serving_kind(Kind::Component03, capacity03)
+            .map_err(|e| format!("cannot create the WASI 0.3 engine: {e:#}"))?;
+        ticker::start(&[&engine, &engine03])
+            .map_err(|e| format!("cannot start the epoch ticker: {e}"))?;
+        let linker = ComponentLinker::new(&engine, Kind::Component)
+            .map_err(|e| format!("cannot build the linker: {e:#}"))?;
+        let linker03 = ComponentLinker::new(&engine03, Kind::Component03)
+            .map_err(|e| format!("cannot build the WASI 0.3 linker: {e:#}"))?;
         let mut errors = Vec::new();
         for hosted in &self.components.entries {
             let started = Instant::now();
-            let loaded = load_component(&engine, &hosted.artifact)
+            let (engine, linker) = match hosted.artifact.kind {
+                Kind::Component03 => (&engine03, &linker03),
+                _ => (&engine, &linker),
+            };
+            let loaded = load_component(engine, &hosted.artifact)
                 .and_then(|component| linker.pre_instantiate(&component));
             match loaded {
                 Ok(pre) => {
@@ -373,6 +413,7 @@ impl Host {
         }
         self.engine = Some(engine);
         self.component_linker = Some(linker);
+        self.engine03 = Some((engine03, linker03));
         self.capacity = Some(capacity);
         if errors.is_empty() {
             Ok(ChildSetup {

@@ -17,15 +17,18 @@
 //!    `mw_host_add_component`/`mw_host_add_module`, which
 //!    [`compile`] the file while the configuration is read, so that a bad
 //!    file stops start-up (and `apachectl -t`) with the directive's file and
-//!    line. `WasmFileRoutes` compiles its folder ahead the same way
+//!    line. What the file is ([`kind::Kind`]: a WASI 0.2 or 0.3 component,
+//!    told apart by its exports before compiling, or a module) picks the
+//!    engine configuration it is compiled for ([`engine::config_for`]). `WasmFileRoutes` compiles its folder ahead the same way
 //!    ([`host::Host::preload_routes`]).
 //! 3. A compiled artifact is stored in, or loaded from, the [`cache`]
 //!    directory (`WasmCacheDir`, else `mod_wasm` below Apache's runtime
 //!    directory), keyed by the file's bytes and the engine's settings.
 //! 4. After the fork, `wasm_child_init` (C) calls `mw_host_child_init` →
-//!    [`host::Host::child_init`]: the child's [`engine`] with an instance
-//!    pool sized for its threads (plus mod_http2's workers), the epoch
-//!    [`ticker`], and every artifact loaded and pre-instantiated.
+//!    [`host::Host::child_init`]: the child's two [`engine`]s (0.2
+//!    components and modules; 0.3 components) with instance pools sized for
+//!    its threads (plus mod_http2's workers), the epoch [`ticker`], and
+//!    every artifact loaded and pre-instantiated.
 //!
 //! # The life of a component request
 //!
@@ -49,6 +52,11 @@
 //!    declared Content-Length and the time left.
 //! 5. `mw_finish` (`exchange.c`) turns the result into a status, a log line
 //!    and the status page's counters ([`stats`]).
+//!
+//! A WASI 0.3 component takes the same steps, with [`component::serve03`]
+//! in step 3: a fresh instance, its `wasi:http/handler` called inside the
+//! store's event loop, which also pulls the body the guest writes after it
+//! returned (`docs/wasi-0.3.md`).
 //!
 //! A legacy request (`WasmModule`) goes `mw_serve_module` (`legacy.c`, CGI
 //! variables, arguments, stdout parsed as a CGI head) → `ffi::mw_module_serve`
@@ -94,3 +102,4 @@ pub mod sandbox;
 pub mod stats;
 mod symlinks;
 pub mod ticker;
+mod world;

@@ -24,10 +24,11 @@ static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 /// The ticker of this process, once started.
 static TICKER: OnceLock<Thread> = OnceLock::new();
 
-/// Starts the ticker for `engine` (once per process). The thread ends when
-/// the engine is dropped.
-pub fn start(engine: &Engine) -> std::io::Result<()> {
-    let weak: EngineWeak = engine.weak();
+/// Starts the ticker for `engines` (once per process): the engine of 0.2
+/// components and modules, and the one of 0.3 components. The thread ends
+/// when they are all dropped.
+pub fn start(engines: &[&Engine]) -> std::io::Result<()> {
+    let weak: Vec<EngineWeak> = engines.iter().map(|engine| engine.weak()).collect();
     let handle = std::thread::Builder::new()
         .name("mod_wasm epoch".into())
         .spawn(move || {
@@ -38,9 +39,13 @@ pub fn start(engine: &Engine) -> std::io::Result<()> {
                     continue;
                 }
                 std::thread::sleep(TICK);
-                match weak.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => return,
+                let mut alive = false;
+                for engine in weak.iter().filter_map(EngineWeak::upgrade) {
+                    engine.increment_epoch();
+                    alive = true;
+                }
+                if !alive {
+                    return;
                 }
             }
         })?;

@@ -201,8 +201,11 @@ def unexpected_errors(lines, allowed_tags=()):
 
 
 class Apache:
-    def __init__(self, body, mpm="event", name="apache", allow=()):
+    def __init__(self, body, mpm="event", name="apache", allow=(), module=MODULE):
+        """module: the mod_wasm.so to load (make bench's A/B run loads an
+        earlier build)."""
         self.mpm = mpm
+        self.module = module
         self.dir = Path(tempfile.mkdtemp(prefix=f"mod_wasm-{name}-"))
         os.chmod(self.dir, 0o755)
         (self.dir / "run").mkdir()
@@ -235,7 +238,7 @@ DefaultRuntimeDir {self.dir}/run
 {user}
 LoadModule mpm_{self.mpm}_module {MODULES}/mod_mpm_{self.mpm}.so
 LoadModule authz_core_module {MODULES}/mod_authz_core.so
-LoadModule wasm_module {MODULE}
+LoadModule wasm_module {self.module}
 {MPM_SETTINGS[self.mpm]}
 KeepAliveTimeout 30
 Timeout 120

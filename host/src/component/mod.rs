@@ -7,12 +7,14 @@ mod linker;
 mod request;
 mod reuse;
 mod serve;
+mod serve03;
 mod state;
 
 pub use apache::RequestFacts;
 pub use body::RequestBody;
-pub use linker::ComponentLinker;
+pub use linker::{ComponentLinker, ComponentPre};
 pub use request::{RequestHead, build as build_request};
 pub use reuse::{Reuse, ReuseKey, set_capacity as set_reuse_capacity};
 pub use serve::{Call, serve};
+pub use serve03::serve as serve03;
 pub use state::RequestState;

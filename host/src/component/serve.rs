@@ -353,7 +353,7 @@ async fn next_frame<F: Future<Output = wasmtime::Result<()>>>(
 /// while it holds data. Where the answer matters (is the body finished?),
 /// "not ready" must mean just that. The budget still makes the request
 /// yield where it waits for real, in `select!`.
-fn poll_once<F: Future>(future: F) -> Option<F::Output> {
+pub(super) fn poll_once<F: Future>(future: F) -> Option<F::Output> {
     let mut future = pin!(tokio::task::unconstrained(future));
     match future
         .as_mut()

@@ -7,7 +7,7 @@ use super::sandbox::{mw_sandbox, reuse_config, sandbox_from};
 use super::stats::{mw_report, serve_failure, write_report};
 use super::{mw_bytes, mw_outcome, mw_result, slice};
 use crate::compile::Outcome;
-use crate::component::{self, RequestFacts, RequestHead, Reuse, ReuseKey};
+use crate::component::{self, ComponentPre, RequestFacts, RequestHead, Reuse, ReuseKey};
 use crate::engine::Allocation;
 use crate::host::{ChildSetup, Host, HostedComponent};
 use crate::log::RequestLog;
@@ -214,6 +214,38 @@ pub unsafe extern "C" fn mw_host_cache_dir_decided(host: *const mw_host) -> bool
     !host.is_null() && unsafe { &*host.cast::<Host>() }.cache_dir_decided()
 }
 
+/// What `component` is, for the log: "a WASI 0.2 component (wasi:http/proxy)"
+/// or "a WASI 0.3 component (wasi:http/service)". Static text; empty for NULL.
+///
+/// # Safety
+/// `component` is NULL or came from `mw_host_add_component`, and its host
+/// is alive.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_component_describe(component: *const mw_component) -> mw_bytes {
+    if component.is_null() {
+        return mw_bytes::of(b"");
+    }
+    // SAFETY: the caller's contract.
+    let hosted = unsafe { &*component.cast::<HostedComponent>() };
+    mw_bytes::of(hosted.kind().describe().as_bytes())
+}
+
+/// What the status page counts `component` as: a WASI 0.2 or a WASI 0.3
+/// component (0.2 for NULL).
+///
+/// # Safety
+/// As for [`mw_component_describe`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mw_component_guest_kind(
+    component: *const mw_component,
+) -> super::mw_guest_kind {
+    // SAFETY: the caller's contract.
+    match unsafe { component.cast::<HostedComponent>().as_ref() }.map(|c| c.kind()) {
+        Some(crate::kind::Kind::Component03) => super::mw_guest_kind::Component03,
+        _ => super::mw_guest_kind::Component,
+    }
+}
+
 /// Loads every component of `host` into this child process, with an
 /// instance pool for `threads` requests at once (0: no pool). Call once per
 /// child, before serving. `info` receives a sentence on how instances are
@@ -363,7 +395,11 @@ pub unsafe extern "C" fn mw_component_serve(
                     log,
                     reuse,
                 };
-                match component::serve(pre, call) {
+                let served = match pre {
+                    ComponentPre::Proxy(pre) => component::serve(pre, call),
+                    ComponentPre::Service(pre) => component::serve03(pre, call),
+                };
+                match served {
                     Ok(()) => (mw_result::Ok, None),
                     Err(e) => (serve_failure(err, &e), e.kind()),
                 }

@@ -18,10 +18,12 @@ pub struct mw_stats {
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum mw_guest_kind {
-    /// A wasi:http component.
+    /// A wasi:http component (WASI 0.2).
     Component = 1,
     /// A WASI preview1 module.
     Module = 2,
+    /// A wasi:http component (WASI 0.3).
+    Component03 = 3,
 }
 
 /// How a request ended, as the status page counts it.
@@ -159,6 +161,7 @@ pub unsafe extern "C" fn mw_stats_for(
         let kind = match kind {
             mw_guest_kind::Module => GuestKind::Module,
             mw_guest_kind::Component => GuestKind::Component,
+            mw_guest_kind::Component03 => GuestKind::Component03,
         };
         let found = stats::region().slot(
             &String::from_utf8_lossy(location),

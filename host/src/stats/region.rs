@@ -62,10 +62,12 @@ impl ErrorKind {
 /// What kind of guest a slot counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuestKind {
-    /// A wasi:http component.
+    /// A wasi:http component (WASI 0.2).
     Component = 1,
     /// A WASI preview1 module (legacy mode).
     Module = 2,
+    /// A wasi:http component (WASI 0.3).
+    Component03 = 3,
 }
 
 /// A slot's state: FREE, READY, or being claimed by the process whose pid
@@ -139,6 +141,7 @@ impl Slot {
     pub fn kind(&self) -> GuestKind {
         match self.kind.load(Ordering::Relaxed) {
             2 => GuestKind::Module,
+            3 => GuestKind::Component03,
             _ => GuestKind::Component,
         }
     }

@@ -66,6 +66,7 @@ impl Row {
             file: slot.file(),
             kind: match slot.kind() {
                 GuestKind::Component => "component",
+                GuestKind::Component03 => "component (WASI 0.3)",
                 GuestKind::Module => "module",
             },
             requests: slot.requests.load(Ordering::Relaxed),

@@ -37,6 +37,10 @@ LoadModule http2_module {MODULES}/mod_http2.so
     SetHandler wasm-handler
     WasmComponent {WASM_DIR}/upload_hash.wasm
 </Location>
+<Location /p3>
+    SetHandler wasm-handler
+    WasmComponent {WASM_DIR}/p3_test_guest.wasm
+</Location>
 """
 
 H2C = SITE + """
@@ -217,6 +221,18 @@ def test_an_8_mib_upload_is_echoed_byte_exact(site, tmp_path, known_length):
     assert r.version == "2" and r.status == 200
     assert len(r.body) == len(data)
     assert r.body == data
+
+
+def test_a_wasi_03_component_streams_both_ways(site, tmp_path):
+    r = curl(site, tmp_path, "/p3/status?code=418")
+    assert (r.version, r.status, r.body) == ("2", 418, b"I'm a teapot\n")
+    assert r.all("x-wasi") == [b"0.3"]
+    r = curl(site, tmp_path, "/p3/big?mib=16")
+    assert r.version == "2" and r.status == 200
+    assert hashlib.sha256(r.body).digest() == hashlib.sha256(pattern(16)).digest()
+    data = random.Random(3).randbytes(4 * MIB)
+    r = curl(site, tmp_path, "/p3/echo", "-X", "POST", "-T", "-", stdin=data)
+    assert r.version == "2" and r.status == 200 and r.body == data
 
 
 def test_an_upload_is_hashed_as_it_streams_in(site, tmp_path):

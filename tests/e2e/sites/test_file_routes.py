@@ -76,6 +76,8 @@ def make_site():
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, path)
     (root / "broken.wasm").write_bytes(b"\0asm but not really")
+    # A WASI 0.3 component, served by the same rules.
+    shutil.copyfile(WASM_DIR / "p3_test_guest.wasm", root / "wasi03.wasm")
     (root / "public").mkdir()
     (root / "public/style.css").write_text("body { color: teal }\n")
     (root / "api/secret.toml").write_text("token = 'do not serve'\n")
@@ -106,7 +108,7 @@ def mpm():
 
 def test_route_components_are_compiled_at_start_up(apache, site):
     log = Path(apache.error_log).read_text()
-    assert f"MW00035: 14 component files below {site}/ are ready" in log, log
+    assert f"MW00035: 15 component files below {site}/ are ready" in log, log
     # The broken one is named, and start-up went on.
     [warning] = {line.split("] ", 3)[-1] for line in log.splitlines() if "MW00034" in line}
     assert "WasmFileRoutes" in warning and "broken.wasm" in warning, warning
@@ -214,6 +216,12 @@ def test_a_broken_file_is_a_500_and_the_others_still_serve(apache):
     assert any("broken.wasm" in line and "/broken" in line for line in lines), lines
     assert request(apache.port, "GET", "/api/hello").status == 200
     assert not apache.lost_children(children)
+
+
+def test_a_wasi_03_file_is_served(apache):
+    r = request(apache.port, "GET", "/wasi03?x=1")
+    assert r.status == 200, r
+    assert r.body == b"Hello from WASI 0.3! You asked for /wasi03?x=1\n"
 
 
 def test_a_replaced_file_is_served_without_a_restart(apache, site):

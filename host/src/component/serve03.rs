@@ -1,0 +1,141 @@
+//! One request for a WASI 0.3 component (`wasi:http/handler`): a fresh
+//! instance, its `handle` called inside the store's event loop, and the
+//! response's body streamed into a [`ResponseSink`] from there too.
+//!
+//! A 0.3 guest typically returns its response at once and writes the body
+//! from a task of its own afterwards; that task runs only while the event
+//! loop does (`Store::run_concurrent`), so the whole response is pulled
+//! from inside it. `WasmInstanceReuse` does not apply to 0.3 components
+//! yet: each request gets a fresh instance.
+
+use super::serve::{Call, poll_once};
+use super::{RequestBody, RequestState};
+use crate::request_io::{BodySource, ResponseSink, ServeError, SinkError, classify};
+use crate::runtime;
+use crate::ticker;
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use wasmtime::Store;
+use wasmtime::component::Accessor;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p3::Request;
+use wasmtime_wasi_http::p3::bindings::{Service, ServicePre};
+
+/// Serves `call` with a new instance of `pre` confined to its sandbox,
+/// blocking this thread until the response is complete, or until the
+/// sandbox's timeout stopped the guest.
+pub fn serve<S: BodySource>(
+    pre: &ServicePre<RequestState>,
+    call: Call<'_, S>,
+) -> Result<(), ServeError> {
+    let _serving = ticker::Serving::begin();
+    runtime::block_on(serve_call(pre, call)).map_err(|e| ServeError::Internal(e.to_string()))?
+}
+
+async fn serve_call<S: BodySource>(
+    pre: &ServicePre<RequestState>,
+    call: Call<'_, S>,
+) -> Result<(), ServeError> {
+    let Call {
+        request,
+        sink,
+        sandbox,
+        facts,
+        log,
+        ..
+    } = call;
+    let deadline = Instant::now() + sandbox.timeout;
+    let memory_exceeded = Arc::new(AtomicBool::new(false));
+    let state = RequestState::new(sandbox, facts, log, memory_exceeded.clone())
+        .map_err(ServeError::Internal)?;
+    let mut store = Store::new(pre.engine(), state);
+    store.limiter(|state| state.limiter());
+    ticker::stop_at(&mut store, deadline);
+    // The deadline around everything, as well as in the guest's code: a
+    // guest waiting in the host runs no Wasm to notice it, and a timeout
+    // inside the event loop does not fire while a host call holds the store.
+    let result = tokio::time::timeout_at(
+        deadline.into(),
+        run(pre, &mut store, request, sink, sandbox),
+    )
+    .await
+    .unwrap_or_else(|_| Err(ServeError::Timeout("the guest was waiting".into())));
+    // A task the guest left running ends with the store, here: nothing of
+    // the request may outlive `serve`.
+    result.map_err(|e| e.explained(sandbox.limits(), memory_exceeded.load(Ordering::Relaxed)))
+}
+
+async fn run<S: BodySource>(
+    pre: &ServicePre<RequestState>,
+    store: &mut Store<RequestState>,
+    request: http::Request<RequestBody<S>>,
+    sink: &mut dyn ResponseSink,
+    sandbox: &crate::sandbox::Sandbox,
+) -> Result<(), ServeError> {
+    let started = Instant::now();
+    let service = pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(|e| classify(&e))?;
+    sandbox.meter.instantiated(started.elapsed());
+    // The future for the guest's verdict on the request body is not
+    // awaited: the body reaches the guest through the event loop either way.
+    let (request, _body_result) = Request::from_http(store.data_mut().http().hooks, request);
+    store
+        .run_concurrent(async |accessor| respond(accessor, &service, request, sink).await)
+        .await
+        .map_err(|e| classify(&e))?
+}
+
+/// Calls the guest's handler and streams its response into `sink`.
+async fn respond(
+    accessor: &Accessor<RequestState>,
+    service: &Service,
+    request: Request,
+    sink: &mut dyn ResponseSink,
+) -> Result<(), ServeError> {
+    let response = match service.handle(accessor, request).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(code)) => {
+            return Err(ServeError::Guest(format!(
+                "the guest answered with an error instead of a response: {code:?}"
+            )));
+        }
+        Err(e) => return Err(classify(&e)),
+    };
+    let response = accessor
+        .with(|mut access| response.into_http(&mut access, async { Ok(()) }))
+        .map_err(|e| ServeError::Guest(format!("the guest's response is invalid: {e:#}")))?;
+    let (head, mut body) = response.into_parts();
+    let status = head.status.as_u16();
+    if !(200..=599).contains(&status) {
+        return Err(ServeError::Guest(format!(
+            "the guest answered with status {status}, which is not a final HTTP status"
+        )));
+    }
+    sink.send_head(status, &head.headers)
+        .map_err(|SinkError| ServeError::Sink)?;
+    let mut ahead = None;
+    loop {
+        let frame = match ahead.take() {
+            Some(frame) => frame,
+            None => body.frame().await,
+        };
+        let Some(frame) = frame else { break };
+        let frame = frame
+            .map_err(|e| ServeError::Guest(format!("the guest's response body failed: {e:?}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // Trailers: not sent on yet.
+        };
+        // Flush only when nothing more is ready: Apache may gather pieces
+        // the guest wrote in a row into one write.
+        ahead = poll_once(body.frame());
+        if !data.is_empty() || ahead.is_none() {
+            sink.send_data(&data, ahead.is_none())
+                .map_err(|SinkError| ServeError::Sink)?;
+        }
+    }
+    Ok(())
+}

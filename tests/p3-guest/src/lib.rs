@@ -1,0 +1,200 @@
+//! A WASI 0.3 component for the end-to-end tests, its behaviour picked by
+//! the last segment of the path (as `tests/guest` does for 0.2). Bodies are
+//! written by tasks that run after `handle` returned, as 0.3 guests do.
+
+use wasip3::http::client;
+use wasip3::http::types::{ErrorCode, Fields, Request, Response, Scheme, Trailers};
+use wasip3::wit_bindgen::{FutureReader, StreamWriter};
+use wasip3::{wit_bindgen, wit_future, wit_stream};
+
+wasip3::http::service::export!(Guest);
+
+struct Guest;
+
+const CHUNK: usize = 64 * 1024;
+
+impl wasip3::exports::http::handler::Guest for Guest {
+    async fn handle(request: Request) -> Result<Response, ErrorCode> {
+        let target = request.get_path_with_query().unwrap_or_default();
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let last = path.rsplit('/').next().unwrap_or_default().to_owned();
+        let number = |name: &str| -> u64 {
+            query
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(key, _)| *key == name)
+                .and_then(|(_, value)| value.parse().ok())
+                .unwrap_or(0)
+        };
+        match last.as_str() {
+            // The request body back, its trailers as the response's.
+            "echo" => {
+                let (_, done) = wit_future::new(|| Ok(()));
+                let (mut body_in, trailers_in) = Request::consume_body(request, done);
+                respond(Fields::new(), move |mut out, trailers_out| async move {
+                    let mut buf = Vec::with_capacity(CHUNK);
+                    loop {
+                        let (_, read) = body_in.read(buf).await;
+                        if read.is_empty() {
+                            break;
+                        }
+                        let unwritten = out.write_all(read).await;
+                        assert!(unwritten.is_empty(), "the host stopped reading");
+                        buf = Vec::with_capacity(CHUNK);
+                    }
+                    drop(out);
+                    let trailers = trailers_in.await.ok().flatten();
+                    send_trailers(trailers_out, trailers).await;
+                })
+            }
+            // `mib` MiB of the bytes 0..=255 repeated, 64 KiB at a time.
+            "big" => {
+                let total = number("mib") << 20;
+                respond(Fields::new(), move |mut out, trailers_out| async move {
+                    let mut sent = 0;
+                    while sent < total {
+                        let n = CHUNK.min((total - sent) as usize);
+                        let piece = (0..n).map(|i| i as u8).collect();
+                        let unwritten = out.write_all(piece).await;
+                        assert!(unwritten.is_empty(), "the host stopped reading");
+                        sent += n as u64;
+                    }
+                    drop(out);
+                    send_trailers(trailers_out, None).await;
+                })
+            }
+            // A status and a header of the guest's choosing.
+            "status" => {
+                let headers = Fields::from_list(&[("x-wasi".into(), b"0.3".to_vec())])
+                    .map_err(|_| ErrorCode::InternalError(None))?;
+                let response = respond(headers, |mut out, trailers_out| async move {
+                    out.write_all(b"I'm a teapot\n".to_vec()).await;
+                    drop(out);
+                    send_trailers(trailers_out, None).await;
+                })?;
+                response
+                    .set_status_code(number("code") as u16)
+                    .map_err(|()| ErrorCode::InternalError(Some("bad status".into())))?;
+                Ok(response)
+            }
+            "trailers" => respond(Fields::new(), |mut out, trailers_out| async move {
+                out.write_all(b"with trailers\n".to_vec()).await;
+                drop(out);
+                let trailers = Fields::from_list(&[("x-checksum".into(), b"abc123".to_vec())])
+                    .expect("a valid trailer");
+                send_trailers(trailers_out, Some(trailers)).await;
+            }),
+            // GET `url` with wasi:http/client: "status N" and the body, or
+            // the error code (403 when the host refused the destination).
+            "fetch" => {
+                let url = query.strip_prefix("url=").unwrap_or_default().to_owned();
+                let text = match fetch(&url).await {
+                    Ok(text) => text,
+                    Err(ErrorCode::HttpRequestDenied) => {
+                        let response =
+                            respond(Fields::new(), |mut out, trailers_out| async move {
+                                out.write_all(b"denied\n".to_vec()).await;
+                                drop(out);
+                                send_trailers(trailers_out, None).await;
+                            })?;
+                        let _ = response.set_status_code(403);
+                        return Ok(response);
+                    }
+                    Err(code) => format!("error {code:?}\n"),
+                };
+                respond(Fields::new(), move |mut out, trailers_out| async move {
+                    out.write_all(text.into_bytes()).await;
+                    drop(out);
+                    send_trailers(trailers_out, None).await;
+                })
+            }
+            "trap-before" => panic!("trapping before the response"),
+            // `mib` MiB taken at once: past a small WasmMemoryLimit.
+            "alloc" => {
+                let held = vec![1u8; (number("mib") << 20) as usize];
+                let text = format!("held {} bytes\n", std::hint::black_box(&held).len());
+                respond(Fields::new(), move |mut out, trailers_out| async move {
+                    out.write_all(text.into_bytes()).await;
+                    drop(out);
+                    send_trailers(trailers_out, None).await;
+                })
+            }
+            // Half a body, then a trap in the task writing it.
+            "trap-body" => respond(Fields::new(), |mut out, _trailers_out| async move {
+                out.write_all(b"partial".to_vec()).await;
+                panic!("trapping in the middle of the body");
+            }),
+            // An error code instead of a response.
+            "error" => Err(ErrorCode::InternalError(Some("the guest refused".into()))),
+            "spin" =>
+            {
+                #[allow(clippy::empty_loop)]
+                loop {}
+            }
+            // A response that never comes: the guest waits on a future
+            // nobody resolves.
+            "never" => {
+                let (keep, never): (_, FutureReader<Result<(), ErrorCode>>) =
+                    wit_future::new(|| Ok(()));
+                let _ = never.await;
+                drop(keep);
+                unreachable!()
+            }
+            _ => {
+                let text = format!("Hello from WASI 0.3! You asked for {target}\n");
+                respond(Fields::new(), move |mut out, trailers_out| async move {
+                    let unwritten = out.write_all(text.into_bytes()).await;
+                    assert!(unwritten.is_empty(), "the host stopped reading");
+                    drop(out);
+                    send_trailers(trailers_out, None).await;
+                })
+            }
+        }
+    }
+}
+
+/// `GET url` (http://authority/path): its status and body as text.
+async fn fetch(url: &str) -> Result<String, ErrorCode> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or(ErrorCode::HttpRequestUriInvalid)?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (_, no_trailers) = wit_future::new(|| Ok(None));
+    let (request, _sent) = Request::new(Fields::new(), None, no_trailers, None);
+    let invalid = |()| ErrorCode::HttpRequestUriInvalid;
+    request.set_scheme(Some(&Scheme::Http)).map_err(invalid)?;
+    request.set_authority(Some(authority)).map_err(invalid)?;
+    request
+        .set_path_with_query(Some(if path.is_empty() { "/" } else { path }))
+        .map_err(invalid)?;
+    let response = client::send(request).await?;
+    let status = response.get_status_code();
+    let (_, done) = wit_future::new(|| Ok(()));
+    let (body, _trailers) = Response::consume_body(response, done);
+    let body = body.collect().await;
+    Ok(format!(
+        "status {status}\n{}",
+        String::from_utf8_lossy(&body)
+    ))
+}
+
+type TrailersOut = wit_bindgen::FutureWriter<Result<Option<Trailers>, ErrorCode>>;
+
+/// A response with `headers` whose body (and trailers) `write` produces in a
+/// task of its own, after the response was handed over.
+fn respond<F, W>(headers: Fields, write: W) -> Result<Response, ErrorCode>
+where
+    W: FnOnce(StreamWriter<u8>, TrailersOut) -> F,
+    F: Future<Output = ()> + 'static,
+{
+    let (out, body) = wit_stream::new();
+    let (trailers_out, trailers) = wit_future::new(|| Ok(None));
+    let (response, _delivered) = Response::new(headers, Some(body), trailers);
+    wit_bindgen::spawn(write(out, trailers_out));
+    Ok(response)
+}
+
+async fn send_trailers(out: TrailersOut, trailers: Option<Trailers>) {
+    // The host may have gone: nothing to do about it here.
+    let _ = out.write(Ok(trailers)).await;
+}
