@@ -155,8 +155,10 @@ static const char *guest_path(cmd_parms *cmd, const char *arg, const void *other
 }
 
 /* After a guest was compiled (or found in a cache) for this directive. */
-static void log_compiled(cmd_parms *cmd, const char *path, mw_bytes what, mw_outcome outcome)
+static void log_compiled(cmd_parms *cmd, const char *path, mw_guest_kind kind,
+                         mw_outcome outcome)
 {
+    mw_bytes what = mw_guest_kind_describe(kind);
     static const char *const how[] = {
         [MW_OUTCOME_COMPILED] = "compiled",
         [MW_OUTCOME_REUSED] = "reused compiled",
@@ -298,7 +300,7 @@ static const char *set_component(cmd_parms *cmd, void *dir_conf, const char *arg
                               &conf->component, &outcome, err, sizeof(err)) != MW_RESULT_OK) {
         return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
     }
-    log_compiled(cmd, path, mw_component_describe(conf->component), outcome);
+    log_compiled(cmd, path, mw_component_guest_kind(conf->component), outcome);
     check_handler(cmd);
     conf->where = where_of(cmd, path);
     conf->section = cmd->path ? cmd->path : "/";
@@ -353,8 +355,7 @@ static const char *set_module(cmd_parms *cmd, void *dir_conf, const char *arg)
         return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
     }
     if (!in_htaccess(cmd)) {
-        log_compiled(cmd, path, (mw_bytes){(const uint8_t *)"a WASI preview1 module", 22},
-                     outcome);
+        log_compiled(cmd, path, MW_GUEST_KIND_MODULE, outcome);
         check_handler(cmd);
     }
     conf->module_name = apr_filepath_name_get(path);

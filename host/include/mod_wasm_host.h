@@ -512,19 +512,17 @@ mw_result mw_host_set_default_cache_dir(struct mw_host *host,
 // `host` is NULL or came from [`mw_host_new`].
 bool mw_host_cache_dir_decided(const struct mw_host *host);
 
-// What `component` is, for the log: "a WASI 0.2 component (wasi:http/proxy)"
-// or "a WASI 0.3 component (wasi:http/service)". Static text; empty for NULL.
-//
-// # Safety
-// `component` is NULL or came from `mw_host_add_component`, and its host
-// is alive.
-struct mw_bytes mw_component_describe(const struct mw_component *component);
+// What a guest of `kind` is, for the log: "a WASI 0.2 component
+// (wasi:http/proxy)", "a WASI 0.3 component (wasi:http/service)" or "a
+// WASI preview1 module". Static text.
+struct mw_bytes mw_guest_kind_describe(mw_guest_kind kind);
 
 // What the status page counts `component` as: a WASI 0.2 or a WASI 0.3
 // component (0.2 for NULL).
 //
 // # Safety
-// As for [`mw_component_describe`].
+// `component` is NULL or came from `mw_host_add_component`, and its host
+// is alive.
 mw_guest_kind mw_component_guest_kind(const struct mw_component *component);
 
 // Loads every component of `host` into this child process, with an

@@ -73,7 +73,8 @@ pub struct ChildSetup {
     pub allocation: Allocation,
     /// What the pool was sized for.
     pub capacity: Capacity,
-    /// Why there is no pool, if there is none although one was asked for.
+    /// Why there is no pool, if there is none although one was asked for
+    /// (for the 0.2 engine, or else for the 0.3 one).
     pub pool_error: Option<String>,
 }
 
@@ -376,8 +377,16 @@ impl Host {
             requests: if named03 { capacity.requests } else { 0 },
             ..capacity
         };
-        let (engine03, _, _) = engine::for_serving_kind(Kind::Component03, capacity03)
-            .map_err(|e| format!("cannot create the WASI 0.3 engine: {e:#}"))?;
+        let (engine03, _, pool_error03) =
+            engine::for_serving_kind(Kind::Component03, capacity03)
+                .map_err(|e| format!("cannot create the WASI 0.3 engine: {e:#}"))?;
+        // Said in the child's log line like the other pool's failure.
+        let pool_error = match (pool_error, pool_error03) {
+            (None, Some(why)) => Some(format!(
+                "WASI 0.3 components, which are allocated one by one: {why}"
+            )),
+            (first, _) => first,
+        };
         ticker::start(&[&engine, &engine03])
             .map_err(|e| format!("cannot start the epoch ticker: {e}"))?;
         let linker = ComponentLinker::new(&engine, Kind::Component)

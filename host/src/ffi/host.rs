@@ -214,27 +214,26 @@ pub unsafe extern "C" fn mw_host_cache_dir_decided(host: *const mw_host) -> bool
     !host.is_null() && unsafe { &*host.cast::<Host>() }.cache_dir_decided()
 }
 
-/// What `component` is, for the log: "a WASI 0.2 component (wasi:http/proxy)"
-/// or "a WASI 0.3 component (wasi:http/service)". Static text; empty for NULL.
-///
-/// # Safety
-/// `component` is NULL or came from `mw_host_add_component`, and its host
-/// is alive.
+/// What a guest of `kind` is, for the log: "a WASI 0.2 component
+/// (wasi:http/proxy)", "a WASI 0.3 component (wasi:http/service)" or "a
+/// WASI preview1 module". Static text.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mw_component_describe(component: *const mw_component) -> mw_bytes {
-    if component.is_null() {
-        return mw_bytes::of(b"");
-    }
-    // SAFETY: the caller's contract.
-    let hosted = unsafe { &*component.cast::<HostedComponent>() };
-    mw_bytes::of(hosted.kind().describe().as_bytes())
+pub extern "C" fn mw_guest_kind_describe(kind: super::mw_guest_kind) -> mw_bytes {
+    use crate::kind::Kind;
+    let kind = match kind {
+        super::mw_guest_kind::Component => Kind::Component,
+        super::mw_guest_kind::Component03 => Kind::Component03,
+        super::mw_guest_kind::Module => Kind::Module,
+    };
+    mw_bytes::of(kind.describe().as_bytes())
 }
 
 /// What the status page counts `component` as: a WASI 0.2 or a WASI 0.3
 /// component (0.2 for NULL).
 ///
 /// # Safety
-/// As for [`mw_component_describe`].
+/// `component` is NULL or came from `mw_host_add_component`, and its host
+/// is alive.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mw_component_guest_kind(
     component: *const mw_component,
@@ -290,10 +289,16 @@ pub unsafe extern "C" fn mw_host_child_init(
 fn describe(setup: &ChildSetup) -> String {
     let capacity = setup.capacity;
     match (setup.allocation, &setup.pool_error) {
-        (Allocation::Pooled, _) => format!(
+        (Allocation::Pooled, why) => format!(
             "instances come from a pool for {} requests at once ({} memories and {} tables \
-             each)",
-            capacity.requests, capacity.memories_per_request, capacity.tables_per_request
+             each){}",
+            capacity.requests,
+            capacity.memories_per_request,
+            capacity.tables_per_request,
+            // Only the 0.3 engine's pool failed (see `Host::child_init`).
+            why.as_ref()
+                .map(|why| format!("; no pool could be reserved for {why}"))
+                .unwrap_or_default()
         ),
         (Allocation::OnDemand, Some(why)) => format!(
             "no instance pool for {} requests could be reserved, instances are allocated \
