@@ -244,7 +244,16 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf, const char *pa
         .route_params = bytes_of(params),
     };
     mw_exchange_init(x, r, conf);
-    exchange = (mw_exchange){x, mw_read_body, send_head, send_data, mw_log_line, guest_log};
+    exchange = (mw_exchange){
+        .ctx = x,
+        .read_body = mw_read_body,
+        .send_head = send_head,
+        .send_data = send_data,
+        .log = mw_log_line,
+        .guest_log = guest_log,
+        .request_trailers = mw_request_trailers,
+        .send_trailers = mw_send_trailers,
+    };
 
     rv = mw_component_serve(conf->component, &request, &sandbox, &exchange, &report, err,
                             sizeof(err));

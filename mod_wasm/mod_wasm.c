@@ -177,6 +177,10 @@ static void wasm_register_hooks(apr_pool_t *p)
     ap_hook_handler(wasm_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(mw_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_register_output_filter(MW_RESPONSE_FILTER, mw_response_filter, NULL, AP_FTYPE_RESOURCE);
+    /* Right after httpd's chunk filter (AP_FTYPE_TRANSCODE), before any
+     * connection filter (TLS). */
+    ap_register_output_filter(MW_TRAILERS_FILTER, mw_trailers_filter, NULL,
+                              AP_FTYPE_TRANSCODE + 1);
 }
 
 AP_DECLARE_MODULE(wasm) = {

@@ -183,4 +183,11 @@ int mw_status_handler(request_rec *r);
 #define MW_RESPONSE_FILTER "WASM_RESPONSE"
 apr_status_t mw_response_filter(ap_filter_t *f, apr_bucket_brigade *bb);
 
+/* Trailers both ways (trailers.c): mw_exchange callbacks, and the filter
+ * that writes the response's into an HTTP/1.1 chunked body. */
+uint32_t mw_request_trailers(void *ctx, const mw_header **trailers_out, size_t *len_out);
+uint32_t mw_send_trailers(void *ctx, const mw_header *trailers, size_t trailers_len);
+#define MW_TRAILERS_FILTER "WASM_TRAILERS"
+apr_status_t mw_trailers_filter(ap_filter_t *f, apr_bucket_brigade *bb);
+
 #endif

@@ -25,7 +25,7 @@ use crate::body::write_flushed;
 use crate::error::stream_error;
 use wasi::http::types::{
     ErrorCode, Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse,
-    ResponseOutparam,
+    ResponseOutparam, Trailers,
 };
 use wasi::io::streams::{InputStream, OutputStream, StreamError};
 
@@ -64,13 +64,7 @@ impl ResponseWriter {
         status: u16,
         headers: &[(&str, &[u8])],
     ) -> Result<(OutgoingResponse, OutgoingBody, OutputStream), Error> {
-        let fields = Fields::new();
-        for (name, value) in headers {
-            fields
-                .append(name, value)
-                .map_err(|_| Error::InvalidHeader(name.to_string()))?;
-        }
-        let response = OutgoingResponse::new(fields);
+        let response = OutgoingResponse::new(fields(headers)?);
         response
             .set_status_code(status)
             .map_err(|()| Error::InvalidStatus(status))?;
@@ -100,6 +94,27 @@ impl ResponseWriter {
         let body = self.body.take().ok_or(Error::Body("already finished"))?;
         OutgoingBody::finish(body, None).map_err(|e| Error::Stream(format!("{e:?}")))
     }
+
+    /// Ends the body with a trailer section (e.g. a checksum of what was
+    /// sent). Over HTTP/1.1 Apache sends them after the last chunk, over
+    /// HTTP/2 as the stream's last HEADERS frame; a response that is not
+    /// chunked (HTTP/1.0, a Content-Length) goes out without them.
+    pub fn finish_with_trailers(mut self, trailers: &[(&str, &[u8])]) -> Result<(), Error> {
+        let trailers: Trailers = fields(trailers)?;
+        drop(self.stream.take());
+        let body = self.body.take().ok_or(Error::Body("already finished"))?;
+        OutgoingBody::finish(body, Some(trailers)).map_err(|e| Error::Stream(format!("{e:?}")))
+    }
+}
+
+fn fields(list: &[(&str, &[u8])]) -> Result<Fields, Error> {
+    let fields = Fields::new();
+    for (name, value) in list {
+        fields
+            .append(name, value)
+            .map_err(|_| Error::InvalidHeader(name.to_string()))?;
+    }
+    Ok(fields)
 }
 
 /// A whole response in one call.
@@ -118,7 +133,7 @@ pub fn respond(
 pub struct BodyReader {
     stream: Option<InputStream>,
     // Kept alive for as long as its stream is read.
-    _body: IncomingBody,
+    body: Option<IncomingBody>,
 }
 
 impl BodyReader {
@@ -132,7 +147,7 @@ impl BodyReader {
             .map_err(|()| Error::Body("stream already taken"))?;
         Ok(BodyReader {
             stream: Some(stream),
-            _body: body,
+            body: Some(body),
         })
     }
 
@@ -149,6 +164,22 @@ impl BodyReader {
                 Ok(None)
             }
             Err(e) => Err(stream_error(e)),
+        }
+    }
+
+    /// The request's trailer fields (names lower-case), once
+    /// [`read`](Self::read) has returned `None`; empty when the client
+    /// sent none. Unread body bytes are dropped.
+    pub fn trailers(mut self) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        drop(self.stream.take());
+        let body = self.body.take().ok_or(Error::Body("already taken"))?;
+        let future = IncomingBody::finish(body);
+        future.subscribe().block();
+        match future.get() {
+            Some(Ok(Ok(Some(trailers)))) => Ok(trailers.entries()),
+            Some(Ok(Ok(None))) => Ok(Vec::new()),
+            Some(Ok(Err(code))) => Err(Error::Stream(format!("{code:?}"))),
+            _ => Err(Error::Body("trailers already taken")),
         }
     }
 }

@@ -44,6 +44,9 @@ impl ResponseSink for CountingSink {
         self.bytes += data.len();
         Ok(())
     }
+    fn send_trailers(&mut self, _: &http::HeaderMap) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 struct Quiet;

@@ -348,6 +348,13 @@ typedef struct mw_exchange {
   // Apache's `level` (0 `APLOG_EMERG` to 15 `APLOG_TRACE8`). May be NULL:
   // the messages are then dropped.
   void (*guest_log)(void *ctx, uint32_t level, const uint8_t *text, size_t text_len);
+  // The request's trailer fields, once `read_body` reached the end:
+  // `*trailers_out` points at `*len_out` of them, valid for the rest of
+  // the request. May be NULL: the guest then sees none.
+  uint32_t (*request_trailers)(void *ctx, const struct mw_header **trailers_out, size_t *len_out);
+  // Sets the response's trailer fields, after the last data and before
+  // the end. May be NULL: the guest's trailers are then dropped.
+  uint32_t (*send_trailers)(void *ctx, const struct mw_header *trailers, size_t trailers_len);
 } mw_exchange;
 
 // What one request measured, for the request's notes (`LogFormat`).

@@ -23,6 +23,7 @@ class Response:
     first_byte_at: float = 0.0  # time.monotonic() of the first body byte
     last_byte_at: float = 0.0
     chunks: list = field(default_factory=list)
+    trailers: list = field(default_factory=list)  # as headers, after a chunked body
 
     def header(self, name):
         values = self.all(name)
@@ -65,12 +66,13 @@ class Connection:
         self.sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n")
 
     def request(self, method, target, headers=(), body=None, authority="127.0.0.1",
-                on_chunk=None, keep_chunks=False, version="HTTP/1.1"):
+                on_chunk=None, keep_chunks=False, version="HTTP/1.1", trailers=()):
         """Sends a request and reads its response.
 
         body: None, bytes (sent with Content-Length) or an iterable of bytes
-        (sent chunked). on_chunk(bytes) sees the body as it arrives; with it
-        the body is not kept in the Response.
+        (sent chunked, then `trailers`, [(name, value)], in its trailer
+        section). on_chunk(bytes) sees the body as it arrives; with it the
+        body is not kept in the Response.
         """
         headers = list(headers)
         if isinstance(body, (bytes, bytearray)):
@@ -82,14 +84,14 @@ class Connection:
             return self.read_response(method, on_chunk, keep_chunks)
         # The server may answer (an echo, a 413) while the body is still
         # going out: send from a thread and read here, or both sides stall.
-        sender = threading.Thread(target=self._send_body, args=(body,))
+        sender = threading.Thread(target=self._send_body, args=(body, trailers))
         sender.start()
         try:
             return self.read_response(method, on_chunk, keep_chunks)
         finally:
             sender.join()
 
-    def _send_body(self, body):
+    def _send_body(self, body, trailers=()):
         try:
             if isinstance(body, (bytes, bytearray)):
                 self.sock.sendall(body)
@@ -97,7 +99,8 @@ class Connection:
             for piece in body:
                 if piece:
                     self.sock.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
-            self.sock.sendall(b"0\r\n\r\n")
+            section = b"".join(f"{name}: {value}\r\n".encode() for name, value in trailers)
+            self.sock.sendall(b"0\r\n" + section + b"\r\n")
         except OSError:
             pass  # the server stopped reading: its response says why
 
@@ -136,7 +139,7 @@ class Connection:
         encoding = response.header("transfer-encoding")
         length = response.header("content-length")
         if encoding and b"chunked" in encoding.lower():
-            response.complete = self._read_chunked(deliver)
+            response.complete = self._read_chunked(deliver, response.trailers)
         elif length is not None:
             remaining = int(length)
             while remaining:
@@ -155,7 +158,7 @@ class Connection:
         response.body = b"".join(kept)
         return response
 
-    def _read_chunked(self, deliver):
+    def _read_chunked(self, deliver, trailers):
         while True:
             size_line = self.file.readline()
             if not size_line:
@@ -165,9 +168,10 @@ class Connection:
             except ValueError:
                 return False
             if size == 0:
-                while self.file.readline() not in (b"\r\n", b"\n", b""):
-                    pass
-                return True
+                while (line := self.file.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = line.rstrip(b"\r\n").partition(b":")
+                    trailers.append((name.strip().lower(), value.strip(b" \t")))
+                return line != b""
             while size:
                 data = self.file.read1(min(size, 1 << 20))
                 if not data:

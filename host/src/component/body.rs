@@ -46,8 +46,9 @@ impl<S: BodySource> Body for RequestBody<S> {
         let mut buf = BytesMut::zeroed(READ_CHUNK);
         match source.read(&mut buf) {
             Ok(0) => {
+                let trailers = source.trailers();
                 this.source = None;
-                Poll::Ready(None)
+                Poll::Ready(trailers.map(|trailers| Ok(Frame::trailers(trailers))))
             }
             Ok(n) => {
                 buf.truncate(n);
@@ -78,6 +79,21 @@ mod tests {
 
     struct Chunks(Vec<&'static [u8]>);
 
+    /// A body of one chunk and a trailer section.
+    struct WithTrailers(Chunks);
+
+    impl BodySource for WithTrailers {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, ReadError> {
+            self.0.read(buf)
+        }
+
+        fn trailers(&mut self) -> Option<http::HeaderMap> {
+            let mut map = http::HeaderMap::new();
+            map.insert("x-sum", http::HeaderValue::from_static("7"));
+            Some(map)
+        }
+    }
+
     impl BodySource for Chunks {
         fn read(&mut self, buf: &mut [u8]) -> Result<usize, ReadError> {
             if self.0.is_empty() {
@@ -97,6 +113,14 @@ mod tests {
         let body = RequestBody::new(Chunks(vec![b"ab", b"cde"]));
         let collected = crate::runtime::block_on(body.collect()).unwrap().unwrap();
         assert_eq!(collected.to_bytes(), Bytes::from_static(b"abcde"));
+    }
+
+    #[test]
+    fn trailers_come_after_the_data_and_end_the_body() {
+        let body = RequestBody::new(WithTrailers(Chunks(vec![b"ab"])));
+        let collected = crate::runtime::block_on(body.collect()).unwrap().unwrap();
+        assert_eq!(collected.trailers().unwrap()["x-sum"], "7");
+        assert_eq!(collected.to_bytes(), Bytes::from_static(b"ab"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod state;
 pub use apache::RequestFacts;
 pub use body::RequestBody;
 pub use linker::{ComponentLinker, ComponentPre};
-pub use request::{RequestHead, build as build_request};
+pub use request::{RequestHead, build as build_request, trailers as request_trailers};
 pub use reuse::{Reuse, ReuseKey, set_capacity as set_reuse_capacity};
 pub use serve::{Call, serve};
 pub use serve03::serve as serve03;

@@ -69,6 +69,23 @@ where
     Ok((scheme, request))
 }
 
+/// A request's trailer section for the guest: the fields that are valid
+/// HTTP, in order, without those wasi:http withholds. A field that is not
+/// valid is left out rather than failing a request whose body is already
+/// read.
+pub fn trailers<'a>(fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in fields {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+            && !DEFAULT_FORBIDDEN_HEADERS.contains(&name)
+        {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
 fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -121,6 +138,20 @@ mod tests {
         assert_eq!(req.headers()["x-b"].as_bytes(), b"\xff\xfe");
         let names: Vec<_> = req.headers().keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-a", "x-b", "accept"]);
+    }
+
+    #[test]
+    fn trailers_keep_valid_fields_in_order_and_drop_the_rest() {
+        let fields: &[(&[u8], &[u8])] = &[
+            (b"x-sum", b"1"),
+            (b"bad name", b"2"),
+            (b"connection", b"close"),
+            (b"x-sum", b"3"),
+        ];
+        let map = trailers(fields.iter().copied());
+        let values: Vec<_> = map.get_all("x-sum").iter().collect();
+        assert_eq!(values, ["1", "3"]);
+        assert_eq!(map.len(), 2);
     }
 
     #[test]

@@ -303,8 +303,12 @@ async fn respond<F: Future<Output = wasmtime::Result<()>>>(
         let Some(frame) = frame else { break };
         let frame = frame
             .map_err(|e| ServeError::Guest(format!("the guest's response body failed: {e:?}")))?;
-        let Ok(data) = frame.into_data() else {
-            continue; // Trailers: HTTP/1.1 responses through Apache carry none.
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                send_trailers(frame, sink)?;
+                continue;
+            }
         };
         // Let a running guest go on: if it has the next piece ready, Apache
         // may gather both into one write; flush only when we would wait.
@@ -318,6 +322,19 @@ async fn respond<F: Future<Output = wasmtime::Result<()>>>(
     // The body ended; the response is only complete if the guest also
     // returns cleanly (a guest that traps mid-body loses its body unfinished).
     guest.wait().await
+}
+
+/// Passes on the trailers `frame` holds, if it is a trailers frame.
+pub(super) fn send_trailers(
+    frame: Frame<Bytes>,
+    sink: &mut dyn ResponseSink,
+) -> Result<(), ServeError> {
+    match frame.into_trailers() {
+        Ok(trailers) => sink
+            .send_trailers(&trailers)
+            .map_err(|SinkError| ServeError::Sink),
+        Err(_) => Ok(()),
+    }
 }
 
 /// The next frame of the response body, while watching the guest.

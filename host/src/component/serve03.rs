@@ -8,7 +8,7 @@
 //! from inside it. `WasmInstanceReuse` does not apply to 0.3 components
 //! yet: each request gets a fresh instance.
 
-use super::serve::{Call, poll_once};
+use super::serve::{Call, poll_once, send_trailers};
 use super::{RequestBody, RequestState};
 use crate::request_io::{BodySource, ResponseSink, ServeError, SinkError, classify};
 use crate::runtime;
@@ -126,8 +126,12 @@ async fn respond(
         let Some(frame) = frame else { break };
         let frame = frame
             .map_err(|e| ServeError::Guest(format!("the guest's response body failed: {e:?}")))?;
-        let Ok(data) = frame.into_data() else {
-            continue; // Trailers: not sent on yet.
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                send_trailers(frame, sink)?;
+                continue;
+            }
         };
         // Flush only when nothing more is ready: Apache may gather pieces
         // the guest wrote in a row into one write.

@@ -103,6 +103,25 @@ pub struct mw_exchange {
     pub guest_log: Option<
         unsafe extern "C" fn(ctx: *mut c_void, level: u32, text: *const u8, text_len: usize),
     >,
+    /// The request's trailer fields, once `read_body` reached the end:
+    /// `*trailers_out` points at `*len_out` of them, valid for the rest of
+    /// the request. May be NULL: the guest then sees none.
+    pub request_trailers: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            trailers_out: *mut *const mw_header,
+            len_out: *mut usize,
+        ) -> u32,
+    >,
+    /// Sets the response's trailer fields, after the last data and before
+    /// the end. May be NULL: the guest's trailers are then dropped.
+    pub send_trailers: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            trailers: *const mw_header,
+            trailers_len: usize,
+        ) -> u32,
+    >,
 }
 
 /// What a line given to `mw_exchange.log` is.
@@ -133,6 +152,8 @@ impl From<LogKind> for mw_log_kind {
 
 type ReadBodyFn =
     unsafe extern "C" fn(ctx: *mut c_void, buf: *mut u8, len: usize, read: *mut usize) -> u32;
+type TrailersFn =
+    unsafe extern "C" fn(ctx: *mut c_void, out: *mut *const mw_header, len: *mut usize) -> u32;
 
 /// Whether a callback's return value says it succeeded.
 fn succeeded(io: u32) -> bool {
@@ -143,6 +164,7 @@ fn succeeded(io: u32) -> bool {
 pub(crate) struct CBody {
     ctx: *mut c_void,
     read: ReadBodyFn,
+    trailers: Option<TrailersFn>,
     /// Cleared when `mw_component_serve` returns; a body somehow polled after
     /// that reads as failed instead of calling into a finished request.
     alive: Arc<AtomicBool>,
@@ -160,6 +182,7 @@ impl CBody {
         Some(CBody {
             ctx: exchange.ctx,
             read: exchange.read_body?,
+            trailers: exchange.request_trailers,
             alive: Arc::new(AtomicBool::new(true)),
         })
     }
@@ -170,6 +193,7 @@ impl CBody {
         Some(CBody {
             ctx: exchange.ctx,
             read: exchange.read_body?,
+            trailers: None,
             alive: Arc::new(AtomicBool::new(true)),
         })
     }
@@ -191,6 +215,28 @@ impl BodySource for CBody {
         } else {
             Err(ReadError)
         }
+    }
+
+    fn trailers(&mut self) -> Option<HeaderMap> {
+        let trailers = self.trailers?;
+        if !self.alive.load(Ordering::Acquire) {
+            return None;
+        }
+        let (mut fields, mut len) = (std::ptr::null(), 0);
+        // SAFETY: the request is alive; the C side fills both out-pointers
+        // with fields in the request's pool.
+        if !succeeded(unsafe { trailers(self.ctx, &mut fields, &mut len) }) || fields.is_null() {
+            return None;
+        }
+        // SAFETY: `len` fields at `fields`, alive for the request.
+        let fields = unsafe { std::slice::from_raw_parts(fields, len) };
+        // SAFETY: each field's bytes are alive for the request.
+        let map = crate::component::request_trailers(
+            fields
+                .iter()
+                .map(|f| unsafe { (f.name.as_slice(), f.value.as_slice()) }),
+        );
+        (!map.is_empty()).then_some(map)
     }
 }
 
@@ -274,16 +320,21 @@ impl<'a> CSink<'a> {
     }
 }
 
+/// The fields of `headers` as views for a C call.
+fn views(headers: &HeaderMap) -> Vec<mw_header> {
+    headers
+        .iter()
+        .map(|(name, value)| mw_header {
+            name: mw_bytes::of(name.as_str().as_bytes()),
+            value: mw_bytes::of(value.as_bytes()),
+        })
+        .collect()
+}
+
 impl ResponseSink for CSink<'_> {
     fn send_head(&mut self, status: u16, headers: &HeaderMap) -> Result<(), SinkError> {
         let send_head = self.exchange.send_head.ok_or(SinkError)?;
-        let fields: Vec<mw_header> = headers
-            .iter()
-            .map(|(name, value)| mw_header {
-                name: mw_bytes::of(name.as_str().as_bytes()),
-                value: mw_bytes::of(value.as_bytes()),
-            })
-            .collect();
+        let fields = views(headers);
         // SAFETY: `fields` and the header map outlive the call.
         if succeeded(unsafe { send_head(self.exchange.ctx, status, fields.as_ptr(), fields.len()) })
         {
@@ -297,6 +348,19 @@ impl ResponseSink for CSink<'_> {
         let send_data = self.exchange.send_data.ok_or(SinkError)?;
         // SAFETY: `data` outlives the call.
         if succeeded(unsafe { send_data(self.exchange.ctx, data.as_ptr(), data.len(), flush) }) {
+            Ok(())
+        } else {
+            Err(SinkError)
+        }
+    }
+
+    fn send_trailers(&mut self, trailers: &HeaderMap) -> Result<(), SinkError> {
+        let Some(send_trailers) = self.exchange.send_trailers else {
+            return Ok(());
+        };
+        let fields = views(trailers);
+        // SAFETY: `fields` and the header map outlive the call.
+        if succeeded(unsafe { send_trailers(self.exchange.ctx, fields.as_ptr(), fields.len()) }) {
             Ok(())
         } else {
             Err(SinkError)

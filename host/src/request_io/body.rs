@@ -11,6 +11,12 @@ pub trait BodySource: Send + 'static {
     /// Blocks until at least one byte is read into `buf`, or returns 0 at
     /// the end of the body.
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, ReadError>;
+
+    /// The request's trailer fields, asked once `read` returned 0; `None`
+    /// when it had none.
+    fn trailers(&mut self) -> Option<http::HeaderMap> {
+        None
+    }
 }
 
 /// The largest single write to an outgoing body (the response's, or an

@@ -14,4 +14,6 @@ pub trait ResponseSink {
     /// A piece of the body. `flush` is set when the guest has nothing more
     /// ready right now, so the bytes should reach the client without waiting.
     fn send_data(&mut self, data: &[u8], flush: bool) -> Result<(), SinkError>;
+    /// The trailer fields, after the last data.
+    fn send_trailers(&mut self, trailers: &HeaderMap) -> Result<(), SinkError>;
 }

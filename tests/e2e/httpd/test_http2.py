@@ -235,6 +235,15 @@ def test_a_wasi_03_component_streams_both_ways(site, tmp_path):
     assert r.version == "2" and r.status == 200 and r.body == data
 
 
+@pytest.mark.parametrize("path", ["/t/trailers", "/p3/trailers"])
+def test_response_trailers_go_out_as_http2_trailers(site, tmp_path, path):
+    # mod_http2 sends the request's trailers_out as the stream's last
+    # HEADERS frame; curl hands them to -D after the head.
+    r = curl(site, tmp_path, path)
+    assert r.status == 200 and r.body == b"with trailers\n", r
+    assert r.all("x-checksum") == [b"abc123"], r.headers
+
+
 def test_an_upload_is_hashed_as_it_streams_in(site, tmp_path):
     data = random.Random(9).randbytes(8 * MIB + 123)
     r = curl(site, tmp_path, "/upload-hash", "-X", "POST", "-T", "-", stdin=data)

@@ -24,6 +24,8 @@ impl wasi::exports::http::incoming_handler::Guest for TestGuest {
             "status" => status(query, out),
             "headers" => headers(request, out),
             "upload" => upload(request, out),
+            "trailers" => trailers(query, out),
+            "trailers-echo" => trailers_echo(request, out),
             "big" => big(query, out),
             "slow" => slow(out),
             "trap" => core::arch::wasm32::unreachable(),
@@ -180,6 +182,48 @@ fn upload(request: IncomingRequest, out: ResponseOutparam) {
         writer.write_all(&piece).expect("the client is reading");
     }
     writer.finish().expect("the body is complete");
+}
+
+/// A body and a trailer section; with `forbidden=1`, also a field that may
+/// not be a trailer (the host drops it and says so).
+fn trailers(query: &str, out: ResponseOutparam) {
+    let mut writer = start(out, 200, &[]);
+    writer
+        .write_all(b"with trailers\n")
+        .expect("the client is reading");
+    let mut fields: Vec<(&str, &[u8])> = vec![("x-checksum", b"abc123")];
+    if query_value(query, "forbidden") == Some("1") {
+        fields.push(("content-type", b"text/evil"));
+    }
+    writer
+        .finish_with_trailers(&fields)
+        .expect("the body is complete");
+}
+
+/// The request body's length, then its trailers one per line; the same
+/// trailers back as the response's.
+fn trailers_echo(request: IncomingRequest, out: ResponseOutparam) {
+    let mut input = BodyReader::new(&request).expect("a body");
+    let mut length = 0;
+    while let Some(piece) = input.read(65536).expect("reading the request body failed") {
+        length += piece.len();
+    }
+    let trailers = input.trailers().expect("the trailers");
+    let mut text = format!("{length} bytes\n");
+    for (name, value) in &trailers {
+        text += &format!("{name}: {}\n", String::from_utf8_lossy(value));
+    }
+    let mut writer = start(out, 200, &[]);
+    writer
+        .write_all(text.as_bytes())
+        .expect("the client is reading");
+    let back: Vec<(&str, &[u8])> = trailers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
+    writer
+        .finish_with_trailers(&back)
+        .expect("the body is complete");
 }
 
 /// `mib` MiB of a repeating 0..=255 pattern, written 4 KiB at a time.
