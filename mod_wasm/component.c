@@ -202,6 +202,33 @@ static void guest_log(void *ctx, uint32_t level, const uint8_t *text, size_t len
                   r->uri, x->conf->where, mw_request_id(r), (int)len, (const char *)text);
 }
 
+/* A line of a shared WASI 0.3 instance serving several requests at once
+ * (WasmInstanceReuse <n> concurrent=<k>): no request can be told as its
+ * own, so it is the section's, at the level its kind has for a request's
+ * line. Called from the instance's thread, maybe after
+ * the request that passed `server` ended: ap_log_error with the virtual
+ * host, which lives as long as the child, and nothing else. */
+static void section_log(const void *server, const uint8_t *place, size_t place_len,
+                        uint32_t kind, uint32_t level, const uint8_t *text, size_t len)
+{
+    const char *what = "host";
+    int at = APLOG_WARNING;
+
+    switch (kind) {
+    case MW_LOG_KIND_GUEST_STDERR: what = "guest stderr"; at = APLOG_ERR; break;
+    case MW_LOG_KIND_GUEST_STDOUT: what = "guest stdout"; break;
+    case MW_LOG_KIND_OUTPUT_SUPPRESSED: what = "more than 64 KiB of guest output, the rest "
+                                               "not logged, on"; break;
+    case MW_LOG_KIND_OUTGOING_DENIED: what = "outgoing request refused"; break;
+    case MW_LOG_KIND_GUEST_LOG:
+        what = "guest log";
+        at = level > APLOG_TRACE8 ? APLOG_TRACE8 : (int)level;
+        break;
+    }
+    ap_log_error(APLOG_MARK, at, 0, (const server_rec *)server,
+                 MWLOGNO(00049) "%s (shared instance, %.*s): %.*s", what, (int)place_len,
+                 (const char *)place, (int)len, (const char *)text);
+}
 
 int mw_serve_component(request_rec *r, const mw_dir_config *conf, const char *params)
 {
@@ -253,6 +280,7 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf, const char *pa
         .guest_log = guest_log,
         .request_trailers = mw_request_trailers,
         .send_trailers = mw_send_trailers,
+        .section_log = section_log,
     };
 
     rv = mw_component_serve(conf->component, &request, &sandbox, &exchange, &report, err,

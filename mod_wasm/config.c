@@ -58,7 +58,9 @@ void *mw_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
         conf->max_instances = base->max_instances;
         conf->in_use = base->in_use;
     }
+    /* The pair is one directive's: whichever section set it sets both. */
     conf->reuse = add->reuse ? add->reuse : base->reuse;
+    conf->concurrency = add->reuse ? add->concurrency : base->concurrency;
     conf->timeout_ms = add->timeout_ms ? add->timeout_ms : base->timeout_ms;
     conf->memory_limit = add->memory_limit ? add->memory_limit : base->memory_limit;
     conf->args = apr_array_append(p, base->args, add->args);
@@ -421,16 +423,34 @@ static const char *set_max_instances(cmd_parms *cmd, void *dir_conf, const char 
     return NULL;
 }
 
-/* WasmInstanceReuse Off|<n>: an instance of the component serves up to n
- * requests, one after another, instead of one. */
-static const char *set_reuse(cmd_parms *cmd, void *dir_conf, const char *arg)
+/* WasmInstanceReuse Off|<n> [concurrent=<k>]: an instance of the component
+ * serves up to n requests instead of one; a WASI 0.3 instance up to k of them
+ * at once. */
+static const char *set_reuse(cmd_parms *cmd, void *dir_conf, const char *arg,
+                             const char *concurrent)
 {
+    static const char keyword[] = "concurrent=";
     mw_dir_config *conf = dir_conf;
-    uint64_t n;
+    uint64_t n, k = 1;
     const char *why = parse_number(cmd, MW_NUMBER_COUNT_OR_OFF, arg, &n);
 
     if (why) {
         return why;
+    }
+    if (concurrent) {
+        if (ap_cstr_casecmpn(concurrent, keyword, sizeof(keyword) - 1)) {
+            return apr_psprintf(cmd->pool, "%s: '%s' is not concurrent=<requests at once>",
+                                cmd->cmd->name, concurrent);
+        }
+        why = parse_number(cmd, MW_NUMBER_COUNT, concurrent + sizeof(keyword) - 1, &k);
+        if (why) {
+            return why;
+        }
+        if (k > 1 && n <= 1) {
+            return apr_psprintf(cmd->pool, "%s: concurrent= shares an instance between "
+                                "requests, which needs a number of requests, not Off",
+                                cmd->cmd->name);
+        }
     }
     if (n > 1 && conf->module) {
         return apr_psprintf(cmd->pool, "%s applies to components only: a WASI preview1 "
@@ -438,6 +458,7 @@ static const char *set_reuse(cmd_parms *cmd, void *dir_conf, const char *arg)
                             cmd->cmd->name);
     }
     conf->reuse = (int)n;
+    conf->concurrency = (int)k;
     return NULL;
 }
 
@@ -677,9 +698,10 @@ const command_rec mw_directives[] = {
     AP_INIT_TAKE1("WasmMaxInstances", set_max_instances, NULL, MW_ADMIN_ONLY,
                   "simultaneous requests of this section per child process; more "
                   "get 503 (default: no cap)"),
-    AP_INIT_TAKE1("WasmInstanceReuse", set_reuse, NULL, MW_ADMIN_ONLY,
-                  "Off, or how many requests one instance of the component serves, one "
-                  "after another; its memory carries over (default Off)"),
+    AP_INIT_TAKE12("WasmInstanceReuse", set_reuse, NULL, MW_ADMIN_ONLY,
+                   "Off, or how many requests one instance of the component serves; its "
+                   "memory carries over (default Off). concurrent=<k>: a WASI 0.3 "
+                   "instance serves up to k of them at once (default 1)"),
     AP_INIT_TAKE2("WasmEnv", add_env, NULL, MW_LEGACY,
                   "an environment variable for the guest: name and value"),
     AP_INIT_TAKE12("WasmDir", add_same_dir, NULL, MW_LEGACY,

@@ -419,7 +419,8 @@ int mw_finish(mw_exchange_ctx *x, mw_result rv, const char *err)
 
 void mw_note_report(request_rec *r, const mw_report *report)
 {
-    static const char *const errors[] = {"-", "trap", "timeout", "limit", "guest", "host"};
+    static const char *const errors[] = {"-", "trap", "timeout", "limit", "guest", "host",
+                                         "shared"};
     apr_table_t *notes = r->notes;
 
     apr_table_setn(notes, "wasm-time-us", apr_psprintf(r->pool, "%" APR_UINT64_T_FMT,
@@ -454,6 +455,7 @@ mw_sandbox mw_sandbox_of(request_rec *r, const mw_dir_config *conf)
         .outgoing_len = (size_t)conf->outgoing->nelts,
         .stats = conf->stats,
         .reuse = conf->reuse > 0 ? (uint32_t)conf->reuse : 1,
+        .concurrency = conf->concurrency > 0 ? (uint32_t)conf->concurrency : 1,
         .server = r->server,
         .place = {(const uint8_t *)place, strlen(place)},
     };

@@ -72,6 +72,8 @@ typedef struct {
                                     * this child process                    */
     int reuse;                     /* WasmInstanceReuse: requests one
                                     * instance serves; 1 for Off, 0 unset   */
+    int concurrency;               /* its concurrent=: requests one WASI 0.3
+                                    * instance serves at once; 0 or 1: one  */
     apr_array_header_t *env;       /* WasmEnv: mw_header                    */
     apr_array_header_t *dirs;      /* WasmDir, WasmMapDir: mw_dir           */
     apr_array_header_t *outgoing;  /* WasmAllowOutgoing:

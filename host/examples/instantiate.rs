@@ -110,6 +110,8 @@ fn main() {
             reuse: reuse.map(|max_requests| Reuse {
                 key: ReuseKey::new(entry.clone(), String::new()),
                 max_requests,
+                concurrency: 1,
+                section_log: Arc::new(Quiet),
             }),
         };
         match pre {

@@ -145,6 +145,8 @@ enum mw_error_kind
   MW_ERROR_KIND_GUEST = 4,
   // The host failed.
   MW_ERROR_KIND_HOST = 5,
+  // Another request broke the shared instance.
+  MW_ERROR_KIND_SHARED = 6,
 };
 #if __STDC_VERSION__ >= 202311L
 typedef enum mw_error_kind mw_error_kind;
@@ -203,6 +205,9 @@ enum mw_log_kind
   MW_LOG_KIND_OUTPUT_SUPPRESSED = 2,
   // An outgoing HTTP request was refused; the text says which and why.
   MW_LOG_KIND_OUTGOING_DENIED = 3,
+  // A message through `mod-wasm:host/log`, at the level given with it
+  // (`section_log` only: a request's have `guest_log`).
+  MW_LOG_KIND_GUEST_LOG = 4,
 };
 #if __STDC_VERSION__ >= 202311L
 typedef enum mw_log_kind mw_log_kind;
@@ -312,6 +317,10 @@ typedef struct mw_sandbox {
   // `WasmInstanceReuse`: requests one instance of a component may serve;
   // 0 or 1 for a fresh instance per request. Modules ignore it.
   uint32_t reuse;
+  // `WasmInstanceReuse <n> concurrent=<k>`: requests one WASI 0.3
+  // instance may serve at once; 0 or 1 for one at a time. Others ignore
+  // it.
+  uint32_t concurrency;
   // The virtual host serving the request (its `server_rec`, which lives
   // as long as the child), only compared: a section of the main server
   // applies to every virtual host, yet two virtual hosts never share an
@@ -355,6 +364,21 @@ typedef struct mw_exchange {
   // Sets the response's trailer fields, after the last data and before
   // the end. May be NULL: the guest's trailers are then dropped.
   uint32_t (*send_trailers)(void *ctx, const struct mw_header *trailers, size_t trailers_len);
+  // Logs a line of a guest whose instance serves several requests at
+  // once (`WasmInstanceReuse <n> concurrent=<k>`), which belongs to none
+  // of them alone: with `server` (the `server` of the request's
+  // `mw_sandbox`) and `place` (the section it names). `kind` is an
+  // [`mw_log_kind`]; `level` only counts for `MW_LOG_KIND_GUEST_LOG`.
+  // Called from the instance's thread, possibly after the request that
+  // passed it ended: it must use nothing of a request's, and nothing
+  // that is not thread-safe. May be NULL: the lines are then dropped.
+  void (*section_log)(const void *server,
+                      const uint8_t *place,
+                      size_t place_len,
+                      uint32_t kind,
+                      uint32_t level,
+                      const uint8_t *text,
+                      size_t text_len);
 } mw_exchange;
 
 // What one request measured, for the request's notes (`LogFormat`).

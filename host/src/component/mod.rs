@@ -3,11 +3,13 @@
 
 mod apache;
 mod body;
+mod handoff;
 mod linker;
 mod request;
 mod reuse;
 mod serve;
 mod serve03;
+mod shared03;
 mod state;
 
 pub use apache::RequestFacts;

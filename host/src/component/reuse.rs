@@ -46,7 +46,7 @@ impl ReuseKey {
         ReuseKey { component, config }
     }
 
-    fn matches(&self, other: &ReuseKey) -> bool {
+    pub(super) fn matches(&self, other: &ReuseKey) -> bool {
         Arc::ptr_eq(&self.component, &other.component) && self.config == other.config
     }
 }
@@ -57,6 +57,12 @@ pub struct Reuse {
     pub key: ReuseKey,
     /// At least 2 (1 would be no reuse).
     pub max_requests: u32,
+    /// How many requests one WASI 0.3 instance may serve at once
+    /// (`concurrent=`); 0.2 instances serve one at a time.
+    pub concurrency: u32,
+    /// Where a 0.3 instance serving several requests at once logs what its
+    /// guest writes, which belongs to none of them alone: the section's log.
+    pub section_log: Arc<dyn crate::log::RequestLog>,
 }
 
 /// An instance between two requests.
@@ -79,6 +85,12 @@ static IDLE: Mutex<Vec<Idle>> = Mutex::new(Vec::new());
 
 /// How many instances may be idle at once in this process.
 static CAPACITY: AtomicUsize = AtomicUsize::new(1);
+
+/// How many instances may be idle at once in this process, 0.2 and 0.3
+/// each.
+pub(super) fn capacity() -> usize {
+    CAPACITY.load(Ordering::Relaxed)
+}
 
 fn idle() -> std::sync::MutexGuard<'static, Vec<Idle>> {
     IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -5,15 +5,17 @@
 //! A 0.3 guest typically returns its response at once and writes the body
 //! from a task of its own afterwards; that task runs only while the event
 //! loop does (`Store::run_concurrent`), so the whole response is pulled
-//! from inside it. `WasmInstanceReuse` does not apply to 0.3 components
-//! yet: each request gets a fresh instance.
+//! from inside it. Under `WasmInstanceReuse` the instance is a shared one
+//! instead, on a thread of its own ([`super::shared03`]).
 
 use super::serve::{Call, poll_once, send_trailers};
 use super::{RequestBody, RequestState};
 use crate::request_io::{BodySource, ResponseSink, ServeError, SinkError, classify};
 use crate::runtime;
 use crate::ticker;
+use bytes::Bytes;
 use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -31,7 +33,12 @@ pub fn serve<S: BodySource>(
     call: Call<'_, S>,
 ) -> Result<(), ServeError> {
     let _serving = ticker::Serving::begin();
-    runtime::block_on(serve_call(pre, call)).map_err(|e| ServeError::Internal(e.to_string()))?
+    let served = if call.reuse.is_some() {
+        runtime::block_on(super::shared03::serve(pre, call))
+    } else {
+        runtime::block_on(serve_call(pre, call))
+    };
+    served.map_err(|e| ServeError::Internal(e.to_string()))?
 }
 
 async fn serve_call<S: BodySource>(
@@ -89,6 +96,60 @@ async fn run<S: BodySource>(
         .map_err(|e| classify(&e))?
 }
 
+/// The guest's response to `request`, checked: a final status, valid
+/// fields. `Err` says why there is none; [`Unanswered::trapped`] when the
+/// call itself failed, after which the instance cannot be entered again.
+pub(super) async fn handle(
+    accessor: &Accessor<RequestState>,
+    service: &Service,
+    request: Request,
+) -> Result<http::Response<UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>>, Unanswered> {
+    let answered = |error| Unanswered {
+        error,
+        trapped: false,
+    };
+    let response = match service.handle(accessor, request).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(code)) => {
+            return Err(answered(ServeError::Guest(format!(
+                "the guest answered with an error instead of a response: {code:?}"
+            ))));
+        }
+        Err(e) => {
+            return Err(Unanswered {
+                error: classify(&e),
+                trapped: true,
+            });
+        }
+    };
+    let response = accessor
+        .with(|mut access| response.into_http(&mut access, async { Ok(()) }))
+        .map_err(|e| {
+            answered(ServeError::Guest(format!(
+                "the guest's response is invalid: {e:#}"
+            )))
+        })?;
+    let status = response.status().as_u16();
+    if !(200..=599).contains(&status) {
+        return Err(answered(ServeError::Guest(format!(
+            "the guest answered with status {status}, which is not a final HTTP status"
+        ))));
+    }
+    Ok(response)
+}
+
+/// The guest's response body broke off.
+pub(super) fn body_failed(e: wasmtime_wasi_http::Error) -> ServeError {
+    ServeError::Guest(format!("the guest's response body failed: {e:?}"))
+}
+
+/// Why a call of `handle` gave no response.
+pub(super) struct Unanswered {
+    pub error: ServeError,
+    /// The guest trapped (or the host failed it): its instance is done.
+    pub trapped: bool,
+}
+
 /// Calls the guest's handler and streams its response into `sink`.
 async fn respond(
     accessor: &Accessor<RequestState>,
@@ -96,25 +157,11 @@ async fn respond(
     request: Request,
     sink: &mut dyn ResponseSink,
 ) -> Result<(), ServeError> {
-    let response = match service.handle(accessor, request).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(code)) => {
-            return Err(ServeError::Guest(format!(
-                "the guest answered with an error instead of a response: {code:?}"
-            )));
-        }
-        Err(e) => return Err(classify(&e)),
-    };
-    let response = accessor
-        .with(|mut access| response.into_http(&mut access, async { Ok(()) }))
-        .map_err(|e| ServeError::Guest(format!("the guest's response is invalid: {e:#}")))?;
+    let response = handle(accessor, service, request)
+        .await
+        .map_err(|unanswered| unanswered.error)?;
     let (head, mut body) = response.into_parts();
     let status = head.status.as_u16();
-    if !(200..=599).contains(&status) {
-        return Err(ServeError::Guest(format!(
-            "the guest answered with status {status}, which is not a final HTTP status"
-        )));
-    }
     sink.send_head(status, &head.headers)
         .map_err(|SinkError| ServeError::Sink)?;
     let mut ahead = None;
@@ -124,8 +171,7 @@ async fn respond(
             None => body.frame().await,
         };
         let Some(frame) = frame else { break };
-        let frame = frame
-            .map_err(|e| ServeError::Guest(format!("the guest's response body failed: {e:?}")))?;
+        let frame = frame.map_err(body_failed)?;
         let data = match frame.into_data() {
             Ok(data) => data,
             Err(frame) => {

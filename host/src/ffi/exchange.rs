@@ -122,6 +122,25 @@ pub struct mw_exchange {
             trailers_len: usize,
         ) -> u32,
     >,
+    /// Logs a line of a guest whose instance serves several requests at
+    /// once (`WasmInstanceReuse <n> concurrent=<k>`), which belongs to none
+    /// of them alone: with `server` (the `server` of the request's
+    /// `mw_sandbox`) and `place` (the section it names). `kind` is an
+    /// [`mw_log_kind`]; `level` only counts for `MW_LOG_KIND_GUEST_LOG`.
+    /// Called from the instance's thread, possibly after the request that
+    /// passed it ended: it must use nothing of a request's, and nothing
+    /// that is not thread-safe. May be NULL: the lines are then dropped.
+    pub section_log: Option<
+        unsafe extern "C" fn(
+            server: *const c_void,
+            place: *const u8,
+            place_len: usize,
+            kind: u32,
+            level: u32,
+            text: *const u8,
+            text_len: usize,
+        ),
+    >,
 }
 
 /// What a line given to `mw_exchange.log` is.
@@ -137,6 +156,9 @@ pub enum mw_log_kind {
     OutputSuppressed = 2,
     /// An outgoing HTTP request was refused; the text says which and why.
     OutgoingDenied = 3,
+    /// A message through `mod-wasm:host/log`, at the level given with it
+    /// (`section_log` only: a request's have `guest_log`).
+    GuestLog = 4,
 }
 
 impl From<LogKind> for mw_log_kind {
@@ -306,6 +328,70 @@ impl RequestLog for CLog {
             // SAFETY: the request is alive; `text` outlives the call.
             unsafe { guest_log(self.ctx, level.into(), text.as_ptr(), text.len()) };
         }
+    }
+}
+
+type SectionLogFn = unsafe extern "C" fn(
+    server: *const c_void,
+    place: *const u8,
+    place_len: usize,
+    kind: u32,
+    level: u32,
+    text: *const u8,
+    text_len: usize,
+);
+
+/// The log of a section, for a shared instance's lines that belong to no
+/// request alone.
+pub(crate) struct SectionLog {
+    log: Option<SectionLogFn>,
+    /// A `server_rec`, which lives as long as the child.
+    server: *const c_void,
+    place: String,
+}
+
+// SAFETY: `section_log` is thread-safe by its contract, and `server` is
+// only passed back to it.
+unsafe impl Send for SectionLog {}
+unsafe impl Sync for SectionLog {}
+
+impl SectionLog {
+    pub(crate) fn new(exchange: &mw_exchange, server: *const c_void, place: String) -> Self {
+        SectionLog {
+            log: exchange.section_log,
+            server,
+            place,
+        }
+    }
+
+    fn write(&self, kind: mw_log_kind, level: u8, text: &[u8]) {
+        if let Some(log) = self.log {
+            let text = nul_visible(text);
+            let place = self.place.as_bytes();
+            // SAFETY: `server` and the function came from the C side for
+            // this; the bytes outlive the call.
+            unsafe {
+                log(
+                    self.server,
+                    place.as_ptr(),
+                    place.len(),
+                    kind as u32,
+                    level.into(),
+                    text.as_ptr(),
+                    text.len(),
+                )
+            };
+        }
+    }
+}
+
+impl RequestLog for SectionLog {
+    fn log(&self, kind: LogKind, text: &[u8]) {
+        self.write(mw_log_kind::from(kind), 0, text);
+    }
+
+    fn guest_log(&self, level: u8, text: &[u8]) {
+        self.write(mw_log_kind::GuestLog, level, text);
     }
 }
 

@@ -2,7 +2,7 @@
 //! components it holds.
 
 use super::error::{ErrorBuf, guarded};
-use super::exchange::{CBody, CLog, CSink, mw_exchange, mw_request};
+use super::exchange::{CBody, CLog, CSink, SectionLog, mw_exchange, mw_request};
 use super::sandbox::{mw_sandbox, reuse_config, sandbox_from};
 use super::stats::{mw_report, serve_failure, write_report};
 use super::{mw_bytes, mw_outcome, mw_result, slice};
@@ -309,6 +309,16 @@ fn describe(setup: &ChildSetup) -> String {
     }
 }
 
+/// What a shared instance's section lines name: the directive, or the
+/// section for a component found by `AddHandler` or `WasmFileRoutes`.
+fn section_place(place: &[u8], location: &str) -> String {
+    if place.is_empty() {
+        location.to_owned()
+    } else {
+        String::from_utf8_lossy(place).into_owned()
+    }
+}
+
 /// Serves one request with a fresh instance of `component` confined to
 /// `sandbox` (or an idle one, if `sandbox` lets instances be reused),
 /// blocking until the response is complete. The callbacks of
@@ -385,6 +395,13 @@ pub unsafe extern "C" fn mw_component_serve(
                 unsafe { reuse_config(&sandbox, raw_sandbox, &facts.location) },
             ),
             max_requests: raw_sandbox.reuse,
+            concurrency: raw_sandbox.concurrency.max(1),
+            section_log: Arc::new(SectionLog::new(
+                exchange,
+                raw_sandbox.server,
+                // SAFETY: the caller's contract (the sandbox's views).
+                section_place(unsafe { raw_sandbox.place.as_slice() }, &facts.location),
+            )),
         });
         let (result, error) = match component::build_request(head, body) {
             // The client's fault: not counted as an error of the location.

@@ -56,6 +56,10 @@ pub struct mw_sandbox {
     /// `WasmInstanceReuse`: requests one instance of a component may serve;
     /// 0 or 1 for a fresh instance per request. Modules ignore it.
     pub reuse: u32,
+    /// `WasmInstanceReuse <n> concurrent=<k>`: requests one WASI 0.3
+    /// instance may serve at once; 0 or 1 for one at a time. Others ignore
+    /// it.
+    pub concurrency: u32,
     /// The virtual host serving the request (its `server_rec`, which lives
     /// as long as the child), only compared: a section of the main server
     /// applies to every virtual host, yet two virtual hosts never share an

@@ -42,6 +42,8 @@ pub enum mw_error_kind {
     Guest = 4,
     /// The host failed.
     Host = 5,
+    /// Another request broke the shared instance.
+    Shared = 6,
 }
 
 impl From<Option<ErrorKind>> for mw_error_kind {
@@ -53,6 +55,7 @@ impl From<Option<ErrorKind>> for mw_error_kind {
             Some(ErrorKind::Limit) => mw_error_kind::Limit,
             Some(ErrorKind::Guest) => mw_error_kind::Guest,
             Some(ErrorKind::Host) => mw_error_kind::Host,
+            Some(ErrorKind::Shared) => mw_error_kind::Shared,
         }
     }
 }
@@ -66,6 +69,7 @@ impl mw_error_kind {
             mw_error_kind::Limit => Some(ErrorKind::Limit),
             mw_error_kind::Guest => Some(ErrorKind::Guest),
             mw_error_kind::Host => Some(ErrorKind::Host),
+            mw_error_kind::Shared => Some(ErrorKind::Shared),
         }
     }
 }
@@ -109,9 +113,10 @@ pub(crate) unsafe fn write_report(out: *mut mw_report, report: Report) {
 /// The C result for a request that failed with `e`, its message in `err`.
 pub(crate) fn serve_failure(err: ErrorBuf, e: &ServeError) -> mw_result {
     match e {
-        ServeError::Guest(why) | ServeError::Trap(why) | ServeError::Limit(why) => {
-            err.fail(mw_result::GuestFailed, why)
-        }
+        ServeError::Guest(why)
+        | ServeError::Trap(why)
+        | ServeError::Limit(why)
+        | ServeError::Shared(why) => err.fail(mw_result::GuestFailed, why),
         ServeError::NoResponse => err.fail(
             mw_result::NoResponse,
             "the guest returned without setting a response",

@@ -7,7 +7,7 @@ use wasmtime::{PoolConcurrencyLimitError, Trap};
 
 /// Why a request did not end with a complete response. Whether the head had
 /// already been sent is the sink's knowledge, not ours.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum ServeError {
     /// The guest returned an error or produced an invalid response.
     Guest(String),
@@ -23,6 +23,9 @@ pub enum ServeError {
     Sink,
     /// The host failed (a panic in a task, no runtime, a full pool).
     Internal(String),
+    /// Another request in the same shared instance broke it (a WASI 0.3
+    /// instance serving several at once); the text says how.
+    Shared(String),
 }
 
 impl ServeError {
@@ -36,6 +39,7 @@ impl ServeError {
             ServeError::Limit(_) => Some(ErrorKind::Limit),
             ServeError::Timeout(_) => Some(ErrorKind::Timeout),
             ServeError::Internal(_) => Some(ErrorKind::Host),
+            ServeError::Shared(_) => Some(ErrorKind::Shared),
             ServeError::Sink => None,
         }
     }

@@ -35,16 +35,20 @@ pub enum ErrorKind {
     Guest = 3,
     /// The host failed (not loaded in this child, an internal error).
     Host = 4,
+    /// Another request in the same shared WASI 0.3 instance broke it (a
+    /// trap, a guest running past its deadline): this one failed with it.
+    Shared = 5,
 }
 
 impl ErrorKind {
     /// Every kind, in the order of their numbers.
-    pub const ALL: [ErrorKind; 5] = [
+    pub const ALL: [ErrorKind; 6] = [
         ErrorKind::Trap,
         ErrorKind::Timeout,
         ErrorKind::Limit,
         ErrorKind::Guest,
         ErrorKind::Host,
+        ErrorKind::Shared,
     ];
 
     /// The kind's name on the status page.
@@ -55,6 +59,7 @@ impl ErrorKind {
             ErrorKind::Limit => "limit",
             ErrorKind::Guest => "guest",
             ErrorKind::Host => "host",
+            ErrorKind::Shared => "shared",
         }
     }
 }

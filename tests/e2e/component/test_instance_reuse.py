@@ -245,6 +245,7 @@ def test_interpreted_guests_answer_every_request_of_a_reused_instance(apache, lo
                               f"{len(body)} bytes of body\n").encode() + body
 
 
+@pytest.mark.allow_log("AH00484")
 def test_more_sections_than_idle_room_all_answer(apache):
     """Eight sections keep instances, more than a child's pool holds: an
     instance is evicted when room is needed, and no request fails, a

@@ -21,9 +21,6 @@ SITE = f"""
 <LocationMatch "^/p3/(spin|never)$">
     WasmTimeout 2
 </LocationMatch>
-<Location /p3/reused>
-    WasmInstanceReuse 10
-</Location>
 <Location /p2>
     SetHandler wasm-handler
     WasmComponent {{hello}}
@@ -92,14 +89,6 @@ def test_an_upload_is_echoed_byte_for_byte(apache, chunked):
 
 def test_a_gib_streams_down_in_bounded_memory(apache):
     assert_1_gib_streams_with_bounded_memory(apache, "/p3/big?mib=1024")
-
-
-def test_reuse_is_not_applied_yet_each_request_is_fresh(apache):
-    # WasmInstanceReuse is for 0.2 components so far; a 0.3 one is served
-    # fresh, and correctly, under it.
-    for _ in range(3):
-        r = request(apache.port, "GET", "/p3/reused/hello")
-        assert r.body == b"Hello from WASI 0.3! You asked for /p3/reused/hello\n"
 
 
 @pytest.mark.allow_log("MW00012", "MW00015")

@@ -2,6 +2,7 @@
 //! the last segment of the path (as `tests/guest` does for 0.2). Bodies are
 //! written by tasks that run after `handle` returned, as 0.3 guests do.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use wasip3::http::client;
 use wasip3::http::types::{ErrorCode, Fields, Request, Response, Scheme, Trailers};
 use wasip3::wit_bindgen::{FutureReader, StreamWriter};
@@ -12,6 +13,14 @@ wasip3::http::service::export!(Guest);
 struct Guest;
 
 const CHUNK: usize = 64 * 1024;
+
+/// Requests this instance has served: more than 1 only where instances
+/// are reused.
+static SERVED: AtomicU64 = AtomicU64::new(0);
+/// Requests in `sleep` now, and the most there were at once: more than 1
+/// only where one instance serves requests concurrently.
+static SLEEPING: AtomicU64 = AtomicU64::new(0);
+static MOST_AT_ONCE: AtomicU64 = AtomicU64::new(0);
 
 impl wasip3::exports::http::handler::Guest for Guest {
     async fn handle(request: Request) -> Result<Response, ErrorCode> {
@@ -26,7 +35,25 @@ impl wasip3::exports::http::handler::Guest for Guest {
                 .and_then(|(_, value)| value.parse().ok())
                 .unwrap_or(0)
         };
+        let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
         match last.as_str() {
+            // How many requests this instance has served, this one included.
+            "count" => text_response(format!("count {served}\n")),
+            // Waits `ms` milliseconds, then says how many requests were
+            // waiting at once at most, in this instance.
+            "sleep" => {
+                let now = SLEEPING.fetch_add(1, Ordering::Relaxed) + 1;
+                MOST_AT_ONCE.fetch_max(now, Ordering::Relaxed);
+                wasip3::clocks::monotonic_clock::wait_for(number("ms") * 1_000_000).await;
+                SLEEPING.fetch_sub(1, Ordering::Relaxed);
+                let most = MOST_AT_ONCE.load(Ordering::Relaxed);
+                text_response(format!("at once {most}\n"))
+            }
+            // A line on stderr (the query), then an answer.
+            "stderr" => {
+                eprintln!("{query}");
+                text_response("written\n".into())
+            }
             // The request body back, its trailers as the response's.
             "echo" => {
                 let (_, done) = wit_future::new(|| Ok(()));
@@ -124,6 +151,17 @@ impl wasip3::exports::http::handler::Guest for Guest {
                 out.write_all(b"partial".to_vec()).await;
                 panic!("trapping in the middle of the body");
             }),
+            // A whole response; a moment later the task that wrote it
+            // spins (at once, it would hold the host back from seeing
+            // the response end).
+            "spin-after" => respond(Fields::new(), |mut out, trailers_out| async move {
+                out.write_all(b"done\n".to_vec()).await;
+                drop(out);
+                send_trailers(trailers_out, None).await;
+                wasip3::clocks::monotonic_clock::wait_for(200_000_000).await;
+                #[allow(clippy::empty_loop)]
+                loop {}
+            }),
             // An error code instead of a response.
             "error" => Err(ErrorCode::InternalError(Some("the guest refused".into()))),
             "spin" =>
@@ -151,6 +189,16 @@ impl wasip3::exports::http::handler::Guest for Guest {
             }
         }
     }
+}
+
+/// A response whose body is `text`.
+fn text_response(text: String) -> Result<Response, ErrorCode> {
+    respond(Fields::new(), move |mut out, trailers_out| async move {
+        let unwritten = out.write_all(text.into_bytes()).await;
+        assert!(unwritten.is_empty(), "the host stopped reading");
+        drop(out);
+        send_trailers(trailers_out, None).await;
+    })
 }
 
 /// `GET url` (http://authority/path): its status and body as text.
