@@ -58,7 +58,8 @@ site: guests
 cli: deps
 	$(CARGO) build --release --locked -p mod-wasm-cli
 
-guests: deps $(WASM_DIR)/python_hello.wasm $(WASM_DIR)/js_hello.wasm target/cargo-component/hello.wasm
+guests: deps $(WASM_DIR)/python_hello.wasm $(WASM_DIR)/python_hello_wasi03.wasm $(WASM_DIR)/js_hello.wasm \
+	    target/cargo-component/hello.wasm
 	$(CARGO) build --profile guest --locked --target $(WASM_TARGET) $(SDK_GUESTS:%=-p %) -p test-guest \
 	    -p sdk-test-guest -p hostile-guest -p p3-test-guest $(WASI03_GUESTS:%=-p %)
 	$(CARGO) build --profile guest --locked --target $(WASIP1_TARGET) -p legacy-hello -p cgi-echo \
@@ -67,10 +68,15 @@ guests: deps $(WASM_DIR)/python_hello.wasm $(WASM_DIR)/js_hello.wasm target/carg
 
 # Python and JavaScript examples, with componentize-py (PyPI) and
 # componentize-js (npm) fetched into target/tools on first use, built against
-# the WIT this repository ships (wit/, world mod-wasm:host/guest).
+# the WIT this repository ships (wit/, world mod-wasm:host/guest; for WASI
+# 0.3, wit/wasi-0.3, world wasi:http/service@0.3.0).
 GUEST_WIT := $(wildcard wit/*.wit wit/deps/*.wit)
+GUEST_WIT_03 := $(wildcard wit/wasi-0.3/*.wit wit/wasi-0.3/deps/*.wit)
 $(WASM_DIR)/python_hello.wasm: examples/python-hello/app.py scripts/build-foreign-guests Cargo.lock $(GUEST_WIT)
 	scripts/build-foreign-guests python $@
+$(WASM_DIR)/python_hello_wasi03.wasm: examples/python-hello-wasi03/app.py scripts/build-foreign-guests Cargo.lock \
+	    $(GUEST_WIT_03)
+	scripts/build-foreign-guests python-wasi03 $@
 $(WASM_DIR)/js_hello.wasm: examples/js-hello/app.js scripts/build-foreign-guests Cargo.lock $(GUEST_WIT)
 	scripts/build-foreign-guests js $@
 

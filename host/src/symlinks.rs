@@ -7,17 +7,21 @@
 //! folder. A link `../../../etc/passwd` planted there would turn them into
 //! the guest's way out. Links whose targets resolve inside the grant would
 //! be safe only until the tree around them changes, so none are allowed:
-//! `symlink-at` (WASI 0.2) and `path_symlink` (preview1) answer "not
-//! permitted", as for a read-only grant. Hard links stay: both ends are
+//! `symlink-at` (WASI 0.2 and 0.3) and `path_symlink` (preview1) answer
+//! "not permitted", as for a read-only grant. Hard links stay: both ends are
 //! inside the grant, and a hard link names no path.
 
 use wasmtime::component::{Linker as ComponentLinker, Resource};
 use wasmtime::{Linker as ModuleLinker, StoreContextMut};
 use wasmtime_wasi::p2::bindings::filesystem::types::{Descriptor, ErrorCode};
+use wasmtime_wasi::p3::bindings::filesystem::types::ErrorCode as ErrorCode03;
 
 /// The `wasi:filesystem/types` version wasmtime-wasi defines; a guest's
 /// import of any 0.2.x resolves to it.
 const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
+
+/// The same for WASI 0.3.
+const FILESYSTEM_TYPES_03: &str = "wasi:filesystem/types@0.3.0";
 
 /// preview1's `errno::perm`.
 const ERRNO_PERM: i32 = 63;
@@ -31,6 +35,24 @@ pub fn refuse_in_components<T: 'static>(linker: &mut ComponentLinker<T>) -> wasm
          (_dir, _target, _link): (Resource<Descriptor>, String, String)| {
             Ok((Err::<(), _>(ErrorCode::NotPermitted),))
         },
+    );
+    linker.allow_shadowing(false);
+    defined
+}
+
+/// Replaces WASI 0.3's `[method]descriptor.symlink-at` in a linker that
+/// has it. The function is `async` in 0.3's WIT, so it is defined as a
+/// concurrent host function, as wasmtime-wasi defines it.
+pub fn refuse_in_components03<T: 'static>(linker: &mut ComponentLinker<T>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let defined = linker.instance(FILESYSTEM_TYPES_03)?.func_wrap_concurrent(
+        "[method]descriptor.symlink-at",
+        |_,
+         (_dir, _target, _link): (
+            Resource<wasmtime_wasi::filesystem::Descriptor>,
+            String,
+            String,
+        )| { Box::pin(async { Ok((Err::<(), _>(ErrorCode03::NotPermitted),)) }) },
     );
     linker.allow_shadowing(false);
     defined

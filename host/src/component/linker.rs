@@ -32,18 +32,17 @@ impl ComponentLinker {
     ///
     /// For `Kind::Component03`, on an engine from `engine::config_for`: the
     /// same WASI 0.2 imports (std for wasm32-wasip2 still uses them), and
-    /// WASI 0.3's cli, clocks, random and `wasi:http`. Not (yet) 0.3's
-    /// filesystem or sockets: a component importing them fails to link,
-    /// at configtest.
+    /// all of WASI 0.3 with its `wasi:http`. Both versions see one WASI
+    /// context, so a grant (`WasmDir`, `WasmEnv`, no sockets) is the same
+    /// through either, and 0.3's `symlink-at` is refused as 0.2's is.
     pub fn new(engine: &Engine, kind: Kind) -> wasmtime::Result<Self> {
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         crate::symlinks::refuse_in_components(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         if kind == Kind::Component03 {
-            wasmtime_wasi::p3::cli::add_to_linker(&mut linker)?;
-            wasmtime_wasi::p3::clocks::add_to_linker(&mut linker)?;
-            wasmtime_wasi::p3::random::add_to_linker(&mut linker)?;
+            wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+            crate::symlinks::refuse_in_components03(&mut linker)?;
             wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
         }
         super::apache::add_to_linker(&mut linker)?;

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -22,6 +23,12 @@ IncludeOptional {ROOT}/examples/*/*.conf
 <Location /cargo-component-hello>
     SetHandler wasm-handler
     WasmComponent {ROOT}/target/cargo-component/hello.wasm
+</Location>
+# The Python 0.3 example, one instance serving several requests at once.
+<Location /python03-shared>
+    SetHandler wasm-handler
+    WasmComponent {WASM_DIR}/python_hello_wasi03.wasm
+    WasmInstanceReuse 1000 concurrent=4
 </Location>
 """
 
@@ -199,6 +206,41 @@ def test_python_reaches_apache_through_the_shipped_world(apache):
     r = request(apache.port, "GET", "/python/x")
     assert r.status == 200
     assert r.header("x-location") == b"/python"
+
+
+def test_the_rust_wasi_0_3_example_answers(apache):
+    r = request(apache.port, "GET", "/hello03/x?y=1")
+    assert r.status == 200
+    assert r.body == b"Hello from WASI 0.3! You asked for /hello03/x?y=1\n", r.body
+
+
+@pytest.mark.parametrize("location", ["/python03", "/python03-shared"])
+def test_the_python_wasi_0_3_example_streams_the_body_and_trailers_back(apache, location):
+    # 1 MiB in 60 kB chunks, with a trailer section: the greeting, the
+    # body byte for byte, the trailers as the response's.
+    pieces = [bytes([i % 251]) * 60_000 for i in range(18)]
+    r = request(apache.port, "POST", f"{location}/up?q=1", body=pieces,
+                trailers=[("X-Digest", "d1")])
+    assert r.status == 200 and r.complete, r
+    greeting = f"Hello from Python on WASI 0.3! POST {location}/up?q=1\n".encode()
+    assert r.body == greeting + b"".join(pieces)
+    assert r.trailers == [(b"x-digest", b"d1")], r.trailers
+    r = request(apache.port, "GET", location)
+    assert r.status == 200 and r.trailers == [], r
+    assert r.body == f"Hello from Python on WASI 0.3! GET {location}\n".encode()
+
+
+def test_a_shared_python_wasi_0_3_instance_keeps_requests_at_once_apart(apache):
+    def one(i):
+        body = str(i).encode() * 1000
+        r = request(apache.port, "POST", f"/python03-shared/{i}", body=body)
+        return r.status, r.body
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(one, range(12)))
+    for i, (status, body) in enumerate(answers):
+        assert status == 200
+        assert body == (f"Hello from Python on WASI 0.3! POST /python03-shared/{i}\n".encode()
+                        + str(i).encode() * 1000)
 
 
 def test_every_url_make_run_prints_answers(apache):

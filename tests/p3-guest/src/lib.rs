@@ -10,6 +10,19 @@ use wasip3::{wit_bindgen, wit_future, wit_stream};
 
 wasip3::http::service::export!(Guest);
 
+/// Apache's imports (wit/host.wit), which a 0.3 guest may use as a 0.2 one
+/// does. Only `log` is called: a component importing `request-info` is
+/// served one request at a time even in a concurrent instance, which the
+/// shared-instance tests must not be.
+mod apache {
+    use super::wit_bindgen;
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "mod-wasm:host/imports",
+    });
+}
+use apache::mod_wasm::host::log;
+
 struct Guest;
 
 const CHUNK: usize = 64 * 1024;
@@ -27,14 +40,15 @@ impl wasip3::exports::http::handler::Guest for Guest {
         let target = request.get_path_with_query().unwrap_or_default();
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         let last = path.rsplit('/').next().unwrap_or_default().to_owned();
-        let number = |name: &str| -> u64 {
+        let param = |name: &str| -> String {
             query
                 .split('&')
                 .filter_map(|pair| pair.split_once('='))
                 .find(|(key, _)| *key == name)
-                .and_then(|(_, value)| value.parse().ok())
-                .unwrap_or(0)
+                .map(|(_, value)| value.to_owned())
+                .unwrap_or_default()
         };
+        let number = |name: &str| -> u64 { param(name).parse().unwrap_or(0) };
         let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
         match last.as_str() {
             // How many requests this instance has served, this one included.
@@ -162,6 +176,58 @@ impl wasip3::exports::http::handler::Guest for Guest {
                 #[allow(clippy::empty_loop)]
                 loop {}
             }),
+            // A Content-Length the body falls short of, or goes past.
+            "short" | "long" => {
+                let declared = if last == "short" {
+                    b"100".to_vec()
+                } else {
+                    b"4".to_vec()
+                };
+                let headers = Fields::from_list(&[("content-length".into(), declared)])
+                    .map_err(|_| ErrorCode::InternalError(None))?;
+                respond(headers, |mut out, trailers_out| async move {
+                    out.write_all(b"partial\n".to_vec()).await;
+                    drop(out);
+                    send_trailers(trailers_out, None).await;
+                })
+            }
+            // Two pieces a second apart.
+            "slow" => respond(Fields::new(), |mut out, trailers_out| async move {
+                out.write_all(b"first\n".to_vec()).await;
+                wasip3::clocks::monotonic_clock::wait_for(1_000_000_000).await;
+                out.write_all(b"last\n".to_vec()).await;
+                drop(out);
+                send_trailers(trailers_out, None).await;
+            }),
+            // A task of the guest's own panics while `handle` is still
+            // waiting to answer.
+            "task-panic" => {
+                wit_bindgen::spawn(async {
+                    wasip3::clocks::monotonic_clock::wait_for(20_000_000).await;
+                    panic!("a spawned task panicked");
+                });
+                wasip3::clocks::monotonic_clock::wait_for(500_000_000).await;
+                text_response("too late\n".into())
+            }
+            // A whole response, then a task that waits for ever.
+            "wait-after" => respond(Fields::new(), |mut out, trailers_out| async move {
+                out.write_all(b"done\n".to_vec()).await;
+                drop(out);
+                send_trailers(trailers_out, None).await;
+                let (keep, never): (_, FutureReader<Result<(), ErrorCode>>) =
+                    wit_future::new(|| Ok(()));
+                let _ = never.await;
+                drop(keep);
+            }),
+            // A line in Apache's error log, at info: the query.
+            "log" => {
+                log::write(log::Level::Info, &format!("a 0.3 guest says {query}"));
+                text_response("logged\n".into())
+            }
+            // wasi:filesystem@0.3.0 on the section's grants.
+            "fs" => text_response(filesystem(&param("op"), &param("path")).await),
+            // A TCP connection with wasi:sockets@0.3.0 to 127.0.0.1:`port`.
+            "connect" => text_response(connect(number("port") as u16).await),
             // An error code instead of a response.
             "error" => Err(ErrorCode::InternalError(Some("the guest refused".into()))),
             "spin" =>
@@ -224,6 +290,81 @@ async fn fetch(url: &str) -> Result<String, ErrorCode> {
         "status {status}\n{}",
         String::from_utf8_lossy(&body)
     ))
+}
+
+/// `op` on `path`, inside the preopened directory whose name begins it:
+/// "read" its text, "write" a line into it, "symlink" it to /etc/passwd.
+/// The outcome as text, an error as "error <code>".
+async fn filesystem(op: &str, path: &str) -> String {
+    use wasip3::filesystem::preopens::get_directories;
+    use wasip3::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
+    let Some((dir, rest)) = get_directories().into_iter().find_map(|(dir, name)| {
+        let rest = path.strip_prefix(name.as_str())?.strip_prefix('/')?;
+        Some((dir, rest.to_owned()))
+    }) else {
+        return "error no grant\n".into();
+    };
+    let outcome = match op {
+        "read" => match dir
+            .open_at(
+                PathFlags::empty(),
+                rest,
+                OpenFlags::empty(),
+                DescriptorFlags::READ,
+            )
+            .await
+        {
+            Ok(file) => {
+                let (data, done) = file.read_via_stream(0);
+                let bytes = data.collect().await;
+                done.await
+                    .map(|()| String::from_utf8_lossy(&bytes).into_owned())
+            }
+            Err(code) => Err(code),
+        },
+        "write" => match dir
+            .open_at(
+                PathFlags::empty(),
+                rest,
+                OpenFlags::CREATE | OpenFlags::TRUNCATE,
+                DescriptorFlags::WRITE,
+            )
+            .await
+        {
+            Ok(file) => {
+                let (mut data, reader) = wit_stream::new();
+                let done = file.write_via_stream(reader, 0);
+                wit_bindgen::spawn(async move {
+                    data.write_all(b"written through WASI 0.3\n".to_vec()).await;
+                });
+                done.await.map(|()| "written\n".to_owned())
+            }
+            Err(code) => Err(code),
+        },
+        "symlink" => dir
+            .symlink_at("/etc/passwd".into(), rest)
+            .await
+            .map(|()| "linked\n".to_owned()),
+        _ => return "error unknown op\n".into(),
+    };
+    outcome.unwrap_or_else(|code| format!("error {code:?}\n"))
+}
+
+/// "connected", or the error code connecting to 127.0.0.1:`port` gave.
+async fn connect(port: u16) -> String {
+    use wasip3::sockets::types::{IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, TcpSocket};
+    let socket = match TcpSocket::create(IpAddressFamily::Ipv4) {
+        Ok(socket) => socket,
+        Err(code) => return format!("error {code:?}\n"),
+    };
+    let to = IpSocketAddress::Ipv4(Ipv4SocketAddress {
+        port,
+        address: (127, 0, 0, 1),
+    });
+    match socket.connect(to).await {
+        Ok(()) => "connected\n".into(),
+        Err(code) => format!("error {code:?}\n"),
+    }
 }
 
 type TrailersOut = wit_bindgen::FutureWriter<Result<Option<Trailers>, ErrorCode>>;
