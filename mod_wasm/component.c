@@ -220,6 +220,8 @@ static void section_log(const void *server, const uint8_t *place, size_t place_l
     case MW_LOG_KIND_OUTPUT_SUPPRESSED: what = "more than 64 KiB of guest output, the rest "
                                                "not logged, on"; break;
     case MW_LOG_KIND_OUTGOING_DENIED: what = "outgoing request refused"; break;
+    case MW_LOG_KIND_STORE_FAILED: what = "key-value store"; at = APLOG_ERR; break;
+    case MW_LOG_KIND_STORE_REFUSED: what = "key-value store refused"; break;
     case MW_LOG_KIND_GUEST_LOG:
         what = "guest log";
         at = level > APLOG_TRACE8 ? APLOG_TRACE8 : (int)level;

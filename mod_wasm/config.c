@@ -32,6 +32,8 @@ void *mw_create_dir_config(apr_pool_t *p, char *dir)
     conf->env = apr_array_make(p, 0, sizeof(mw_header));
     conf->dirs = apr_array_make(p, 0, sizeof(mw_dir));
     conf->outgoing = apr_array_make(p, 0, sizeof(const mw_outgoing_rule *));
+    conf->stores = apr_array_make(p, 0, sizeof(const mw_kv_store *));
+    conf->config = apr_array_make(p, 0, sizeof(mw_header));
     return conf;
 }
 
@@ -82,6 +84,8 @@ void *mw_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
     conf->env = apr_array_append(p, base->env, add->env);
     conf->dirs = apr_array_append(p, base->dirs, add->dirs);
     conf->outgoing = apr_array_append(p, base->outgoing, add->outgoing);
+    conf->stores = apr_array_append(p, base->stores, add->stores);
+    conf->config = apr_array_append(p, base->config, add->config);
     return conf;
 }
 
@@ -712,6 +716,16 @@ const command_rec mw_directives[] = {
                    "(default rw)"),
     AP_INIT_ITERATE("WasmAllowOutgoing", add_outgoing, NULL, MW_ADMIN_ONLY,
                     "destinations of outgoing HTTP requests: [scheme://]host[:port]"),
+    AP_INIT_TAKE1("WasmStateDir", mw_set_state_dir, NULL, RSRC_CONF,
+                  "where sqlite: key-value stores without a file of their own keep it "
+                  "(default: state/mod_wasm under ServerRoot)"),
+    AP_INIT_TAKE_ARGV("WasmKeyValueStore", mw_add_kv_store, NULL, RSRC_CONF,
+                      "a key-value store for guests: <label> sqlite:[<file>]|redis://<host>"
+                      "[:<port>][/<db>] [max-value=<size>] [max-ops=<n>] [timeout=<seconds>]"),
+    AP_INIT_ITERATE("WasmKeyValue", mw_grant_kv_store, NULL, MW_ADMIN_ONLY,
+                    "labels of the key-value stores this section's components may open"),
+    AP_INIT_TAKE2("WasmConfigVar", mw_add_config_var, NULL, MW_ADMIN_ONLY,
+                  "a wasi:config variable for this section's components: <name> <value>"),
     AP_INIT_FLAG("WasmFileRoutes", set_file_routes, NULL, ACCESS_CONF,
                  "On: a URL below this <Directory> that names no file is served by the "
                  "component its path names, e.g. api/hello.wasm or users/[id].wasm, or "

@@ -271,6 +271,14 @@ void mw_log_line(void *ctx, uint32_t kind, const uint8_t *text, size_t len)
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, MWLOGNO(00018) "%.*s, for %s (%s)", (int)len,
                       (const char *)text, r->uri, where);
         break;
+    case MW_LOG_KIND_STORE_FAILED:
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MWLOGNO(00050) "%.*s, for %s (%s)", (int)len,
+                      (const char *)text, r->uri, where);
+        break;
+    case MW_LOG_KIND_STORE_REFUSED:
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, MWLOGNO(00051) "%.*s, for %s (%s)",
+                      (int)len, (const char *)text, r->uri, where);
+        break;
     default:
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, MWLOGNO(00019) "%.*s, for %s (%s)", (int)len,
                       (const char *)text, r->uri, where);
@@ -453,6 +461,10 @@ mw_sandbox mw_sandbox_of(request_rec *r, const mw_dir_config *conf)
         .dirs_len = (size_t)conf->dirs->nelts,
         .outgoing = (const mw_outgoing_rule *const *)conf->outgoing->elts,
         .outgoing_len = (size_t)conf->outgoing->nelts,
+        .stores = (const mw_kv_store *const *)conf->stores->elts,
+        .stores_len = (size_t)conf->stores->nelts,
+        .config = (const mw_header *)conf->config->elts,
+        .config_len = (size_t)conf->config->nelts,
         .stats = conf->stats,
         .reuse = conf->reuse > 0 ? (uint32_t)conf->reuse : 1,
         .concurrency = conf->concurrency > 0 ? (uint32_t)conf->concurrency : 1,

@@ -38,6 +38,7 @@ static int wasm_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
     mw_stats_next_generation();
     apr_pool_cleanup_register(pconf, host, free_host, apr_pool_cleanup_null);
     mw_reset_route_roots(pconf);
+    mw_reset_state_dir();
     return OK;
 }
 
@@ -58,9 +59,14 @@ static void check_grants(server_rec *s)
     }
 }
 
+/* apache2 -t: test_config has no way to fail the test but to end it, and
+ * a store the children cannot keep safely is a configuration error. */
 static void wasm_test_config(apr_pool_t *pconf, server_rec *s)
 {
     check_grants(s);
+    if (mw_check_kv_stores(s) > 0) {
+        exit(1);
+    }
 }
 
 /* After the configuration was read; not on the first of the two readings
@@ -69,6 +75,9 @@ static int wasm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pte
 {
     if (ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG) {
         check_grants(s);
+        if (mw_check_kv_stores(s) > 0) {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
     return OK;
 }

@@ -78,6 +78,9 @@ typedef struct {
     apr_array_header_t *dirs;      /* WasmDir, WasmMapDir: mw_dir           */
     apr_array_header_t *outgoing;  /* WasmAllowOutgoing:
                                     * const mw_outgoing_rule *              */
+    /* Components only. */
+    apr_array_header_t *stores;    /* WasmKeyValue: const mw_kv_store *     */
+    apr_array_header_t *config;    /* WasmConfigVar: mw_header              */
 } mw_dir_config;
 
 /* The configuration generation being read or served (config.c). */
@@ -88,6 +91,17 @@ void mw_set_current_host(mw_host *host);
 extern const command_rec mw_directives[];
 void *mw_create_dir_config(apr_pool_t *p, char *dir);
 void *mw_merge_dir_config(apr_pool_t *p, void *base, void *add);
+
+/* State and configuration for guests (state.c): the directive handlers,
+ * the reset before each reading, and the start-up check of the stores'
+ * files, which returns how many are unsafe (each logged). */
+const char *mw_set_state_dir(cmd_parms *cmd, void *dir_conf, const char *dir);
+const char *mw_add_kv_store(cmd_parms *cmd, void *dir_conf, int argc, char *const argv[]);
+const char *mw_grant_kv_store(cmd_parms *cmd, void *dir_conf, const char *label);
+const char *mw_add_config_var(cmd_parms *cmd, void *dir_conf, const char *name,
+                              const char *value);
+void mw_reset_state_dir(void);
+int mw_check_kv_stores(server_rec *s);
 
 /* The state of one request while the host serves it. In the request pool:
  * the response filter still reads it after the handler returned. */

@@ -22,6 +22,10 @@ pub enum Error {
     Outgoing(String),
     /// A body was not the JSON that was asked for.
     Json(String),
+    /// A key-value store refused or failed ([`crate::kv`]): a label the
+    /// section does not grant, a value over its limit, a backend that is
+    /// down.
+    Store(String),
     /// A future waited for something that is not a WASI pollable (e.g. a
     /// timer of another runtime), so nothing would ever wake it.
     Stalled,
@@ -37,6 +41,7 @@ impl fmt::Display for Error {
             Error::Stream(why) => write!(f, "stream: {why}"),
             Error::Outgoing(why) => write!(f, "outgoing request: {why}"),
             Error::Json(why) => write!(f, "JSON: {why}"),
+            Error::Store(why) => write!(f, "key-value store: {why}"),
             Error::Stalled => write!(
                 f,
                 "the handler waits for something that is not a WASI pollable; nothing can wake it"

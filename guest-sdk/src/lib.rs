@@ -155,10 +155,12 @@
 pub mod apache;
 mod body;
 pub mod client;
+pub mod config;
 mod error;
 mod executor;
 mod extract;
 mod fields;
+pub mod kv;
 pub mod raw;
 mod request;
 mod response;

@@ -7,6 +7,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// Bytes a key may have. Keys are names, not data; a long one is a bug.
+#define MAX_KEY 1024
+
+// `max-value=` when not given: bytes one value may have.
+#define DEFAULT_MAX_VALUE (1 << 20)
+
+// `max-ops=` when not given: operations one request may make on a store
+// (a batch counts one per key).
+#define DEFAULT_MAX_OPS 1000
+
+// Keys one `list-keys` call returns at most; the cursor gives the rest.
+#define LIST_PAGE 1000
+
 // Bytes one stream of one request may log. A guest that writes more (a
 // loop printing until its timeout) would flood the error log: the rest is
 // dropped, and one line says so.
@@ -208,6 +221,10 @@ enum mw_log_kind
   // A message through `mod-wasm:host/log`, at the level given with it
   // (`section_log` only: a request's have `guest_log`).
   MW_LOG_KIND_GUEST_LOG = 4,
+  // A key-value operation failed: the text names the store and why.
+  MW_LOG_KIND_STORE_FAILED = 5,
+  // The guest opened a store its section does not grant.
+  MW_LOG_KIND_STORE_REFUSED = 6,
 };
 #if __STDC_VERSION__ >= 202311L
 typedef enum mw_log_kind mw_log_kind;
@@ -220,6 +237,9 @@ typedef struct mw_component mw_component;
 
 // One configuration generation (opaque).
 typedef struct mw_host mw_host;
+
+// A declared store (opaque), as a section holds it.
+typedef struct mw_kv_store mw_kv_store;
 
 // A module of a generation (opaque). Valid as long as its host.
 typedef struct mw_module mw_module;
@@ -311,6 +331,15 @@ typedef struct mw_sandbox {
   const struct mw_outgoing_rule *const *outgoing;
   // The number of rules.
   size_t outgoing_len;
+  // `WasmKeyValue` stores, from [`super::mw_host_kv_store`].
+  const struct mw_kv_store *const *stores;
+  // The number of stores.
+  size_t stores_len;
+  // `WasmConfigVar` variables in order; a later one wins over an earlier
+  // one with the same name.
+  const struct mw_header *config;
+  // The number of variables.
+  size_t config_len;
   // Where the request is counted for the status page, from
   // [`super::mw_stats_for`]; NULL: not counted.
   const struct mw_stats *stats;
@@ -593,6 +622,62 @@ mw_result mw_component_serve(const struct mw_component *component,
                              struct mw_report *report,
                              char *err,
                              size_t err_len);
+
+// Declares the store `label` at `url` for the server (virtual host)
+// `server`, with `options` (`max-value=…`, `max-ops=…`, `timeout=…`).
+// `sqlite:` without a file keeps it in `state_dir` (absolute). Nothing is
+// opened: children connect on first use. On failure `err` says why.
+//
+// # Safety
+// `host` came from `mw_host_new`; the views are valid; `options` points
+// at `options_len` views; `err` has `err_len` writable bytes.
+mw_result mw_host_add_kv_store(struct mw_host *host,
+                               const void *server,
+                               struct mw_bytes label,
+                               struct mw_bytes url,
+                               const struct mw_bytes *options,
+                               size_t options_len,
+                               struct mw_bytes state_dir,
+                               struct mw_bytes place,
+                               char *err,
+                               size_t err_len);
+
+// The store `label` that a section of `server` may be granted: that
+// server's own, else the main server's (`main`). On success `*store_out`
+// holds a reference to free with [`mw_kv_store_free`]; if there is none,
+// `err` says so.
+//
+// # Safety
+// `host` came from `mw_host_new`; `label` is valid; `store_out` is
+// writable; `err` has `err_len` writable bytes.
+mw_result mw_host_kv_store(const struct mw_host *host,
+                           const void *server,
+                           const void *main,
+                           struct mw_bytes label,
+                           const struct mw_kv_store **store_out,
+                           char *err,
+                           size_t err_len);
+
+// Frees a reference from [`mw_host_kv_store`]. NULL is fine.
+//
+// # Safety
+// `store` is NULL or came from [`mw_host_kv_store`], and is not used
+// afterwards.
+void mw_kv_store_free(const struct mw_kv_store *store);
+
+// Checks every SQLite store's file for the children (`uid`, `gid`: `User`
+// and `Group`, which apply only when this process is root), creating a
+// missing directory for them; calls `unsafe_file` with a sentence for
+// each store that fails, and returns how many did. Call in the parent
+// after the configuration was read: a failure should stop start-up.
+//
+// # Safety
+// `host` came from `mw_host_new`; `unsafe_file` may be called with `ctx`.
+size_t mw_host_check_kv_stores(const struct mw_host *host,
+                               uint32_t uid,
+                               uint32_t gid,
+                               void *ctx,
+                               void (*unsafe_file)(void *ctx, struct mw_bytes why));
 
 // Validates and compiles the WASI preview1 module at `path` (absolute), or
 // reuses the entry of an earlier call for the same file, as

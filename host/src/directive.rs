@@ -18,15 +18,20 @@ pub fn timeout_ms(text: &str) -> Result<u64, String> {
     Ok((seconds * 1000.0).round() as u64)
 }
 
-/// `WasmMemoryLimit <size>`: bytes, or with a K, M or G suffix (powers of
-/// 1024, either case), from 64 KiB to 4 GiB.
+/// `WasmMemoryLimit <size>`: from 64 KiB to 4 GiB.
 pub fn memory_limit(text: &str) -> Result<u64, String> {
-    const MIN: u64 = 64 << 10;
-    const MAX: u64 = 4 << 30;
+    size(text, 64 << 10, 4 << 30)
+}
+
+/// A size in bytes, or with a K, M or G suffix (powers of 1024, either
+/// case), from `min` to `max`.
+pub fn size(text: &str, min: u64, max: u64) -> Result<u64, String> {
     let refused = || {
         format!(
-            "'{text}' is not a size from 64K to 4G (a number of bytes, or with a K, M or G \
-             suffix)"
+            "'{text}' is not a size from {} to {} (a number of bytes, or with a K, M or G \
+             suffix)",
+            shown(min),
+            shown(max)
         )
     };
     let (digits, unit) = match text.as_bytes().last().map(u8::to_ascii_uppercase) {
@@ -42,9 +47,20 @@ pub fn memory_limit(text: &str) -> Result<u64, String> {
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(unit))
-        .filter(|bytes| (MIN..=MAX).contains(bytes))
+        .filter(|bytes| (min..=max).contains(bytes))
         .ok_or_else(refused)?;
     Ok(bytes)
+}
+
+/// `bytes` as the largest suffix that divides it: 64K, 4G, 1.
+fn shown(bytes: u64) -> String {
+    [(30, "G"), (20, "M"), (10, "K")]
+        .into_iter()
+        .find(|(shift, _)| bytes >= 1 << shift && bytes % (1 << shift) == 0)
+        .map_or_else(
+            || bytes.to_string(),
+            |(shift, unit)| format!("{}{unit}", bytes >> shift),
+        )
 }
 
 /// The largest count a directive takes (`WasmMaxInstances`,

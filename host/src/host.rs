@@ -18,6 +18,7 @@ use crate::cache::DiskCache;
 use crate::compile::{self, Artifact, Code, Footprint, Kind, Outcome};
 use crate::component::{ComponentLinker, ComponentPre};
 use crate::engine::{Allocation, Capacity};
+use crate::keyvalue::Store;
 use crate::legacy::{LegacyState, ModuleLinker};
 use crate::on_demand::OnDemand;
 use crate::{engine, ticker};
@@ -52,6 +53,9 @@ pub struct Host {
     /// Every `WasmDir`/`WasmMapDir` directory with the directive's place,
     /// for the start-up check that the children can reach them.
     grants: Vec<(PathBuf, String)>,
+    /// `WasmKeyValueStore` stores, by the server (virtual host) that
+    /// declared them (its address, only compared).
+    stores: Vec<(usize, Arc<Store>)>,
 }
 
 /// What each request's slot in the instance pool holds at least, for the
@@ -203,6 +207,54 @@ impl Host {
                     children.name,
                     dir.display()
                 )
+            })
+            .collect()
+    }
+
+    /// Declares `store` for the server `server`; an error if that server
+    /// already has a store with its label.
+    pub fn add_store(&mut self, server: usize, store: Store) -> Result<(), String> {
+        if let Some((_, earlier)) = self
+            .stores
+            .iter()
+            .find(|(s, earlier)| *s == server && earlier.label() == store.label())
+        {
+            return Err(format!(
+                "the store '{}' is already declared here ({})",
+                store.label(),
+                earlier.place()
+            ));
+        }
+        self.stores.push((server, Arc::new(store)));
+        Ok(())
+    }
+
+    /// The store labelled `label` that a section of `server` sees: the
+    /// server's own, else the main server's (`main`).
+    pub fn store(&self, server: usize, main: usize, label: &str) -> Option<Arc<Store>> {
+        [server, main].into_iter().find_map(|wanted| {
+            self.stores
+                .iter()
+                .find(|(s, store)| *s == wanted && store.label() == label)
+                .map(|(_, store)| store.clone())
+        })
+    }
+
+    /// A sentence for each SQLite store whose file `children` could not
+    /// keep safely: its directory must exist (a missing one is created for
+    /// them), belong to them and be writable by nobody else, for the file
+    /// and its journal; so must the file, if it exists. `may_chown`: this
+    /// process may give a directory it creates to `children` (it is root).
+    pub fn unsafe_store_files(&self, children: &Account, gid: u32, may_chown: bool) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        self.stores
+            .iter()
+            .filter_map(|(_, store)| Some((store, store.file()?)))
+            .filter(|(_, file)| seen.insert(file.to_path_buf()))
+            .filter_map(|(store, file)| {
+                crate::keyvalue::check_file(file, children, gid, may_chown)
+                    .err()
+                    .map(|why| format!("{}: {why}", store.place()))
             })
             .collect()
     }

@@ -91,6 +91,7 @@ pub mod directive;
 pub mod engine;
 pub mod ffi;
 pub mod host;
+pub mod keyvalue;
 pub mod kind;
 pub mod legacy;
 pub mod log;

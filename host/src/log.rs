@@ -18,6 +18,10 @@ pub enum LogKind {
     OutputSuppressed,
     /// An outgoing HTTP request was refused; the text says which and why.
     OutgoingDenied,
+    /// A key-value operation failed; the text names the store and why.
+    StoreFailed,
+    /// The guest opened a store its section does not grant.
+    StoreRefused,
 }
 
 /// The log of one request.

@@ -2,6 +2,7 @@
 //! capabilities its location grants (environment, directories, outgoing
 //! HTTP). Everything not granted here is denied.
 
+use crate::keyvalue::Store;
 use crate::outgoing::OutgoingRule;
 use crate::request_io::Limits;
 use crate::stats::Meter;
@@ -49,6 +50,12 @@ pub struct Sandbox {
     /// Where outgoing HTTP requests may go (`WasmAllowOutgoing`); empty
     /// denies all.
     pub outgoing: Vec<Arc<OutgoingRule>>,
+    /// The key-value stores the guest may open (`WasmKeyValue`); modules
+    /// ignore them.
+    pub stores: Vec<Arc<Store>>,
+    /// `wasi:config` variables (`WasmConfigVar`); a later entry wins over
+    /// an earlier one with the same name.
+    pub config: Vec<(String, String)>,
     /// Where the request's measurements go (the status page, the notes
     /// for `LogFormat`).
     pub meter: Arc<Meter>,
@@ -62,6 +69,8 @@ impl Default for Sandbox {
             env: Vec::new(),
             dirs: Vec::new(),
             outgoing: Vec::new(),
+            stores: Vec::new(),
+            config: Vec::new(),
             meter: Arc::default(),
         }
     }
@@ -119,14 +128,13 @@ impl Sandbox {
     /// `base` (e.g. CGI variables) overridden and extended by `WasmEnv`, as
     /// [`Sandbox::environment`] does.
     pub fn environment_over(&self, base: Vec<(String, String)>) -> Vec<(String, String)> {
-        let mut env = base;
-        for (name, value) in &self.env {
-            match env.iter_mut().find(|(n, _)| n == name) {
-                Some(entry) => entry.1 = value.clone(),
-                None => env.push((name.clone(), value.clone())),
-            }
-        }
-        env
+        later_wins(base, &self.env)
+    }
+
+    /// The `wasi:config` variables with later duplicates winning, in
+    /// first-set order.
+    pub fn config_vars(&self) -> Vec<(String, String)> {
+        later_wins(Vec::new(), &self.config)
     }
 
     /// Grants the sandbox's directories to a WASI context being built, and
@@ -169,6 +177,20 @@ impl Sandbox {
         }
         Ok(())
     }
+}
+
+/// `base` overridden and extended by `entries`, in first-set order.
+fn later_wins(
+    mut base: Vec<(String, String)>,
+    entries: &[(String, String)],
+) -> Vec<(String, String)> {
+    for (name, value) in entries {
+        match base.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 = value.clone(),
+            None => base.push((name.clone(), value.clone())),
+        }
+    }
+    base
 }
 
 /// A host directory a guest may open, under the path it sees.

@@ -46,6 +46,8 @@ impl ComponentLinker {
             wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
         }
         super::apache::add_to_linker(&mut linker)?;
+        super::keyvalue::add_to_linker(&mut linker)?;
+        super::config_vars::add_to_linker(&mut linker)?;
         Ok(ComponentLinker { linker, kind })
     }
 

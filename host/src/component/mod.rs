@@ -3,7 +3,9 @@
 
 mod apache;
 mod body;
+mod config_vars;
 mod handoff;
+mod keyvalue;
 mod linker;
 mod request;
 mod reuse;

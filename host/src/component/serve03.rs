@@ -9,9 +9,11 @@
 //! instead, on a thread of its own ([`super::shared03`]).
 
 use super::serve::{Call, poll_once, send_trailers};
-use super::{RequestBody, RequestState};
-use crate::request_io::{BodySource, ResponseSink, ServeError, SinkError, classify};
+use super::{RequestBody, RequestFacts, RequestState};
+use crate::log::RequestLog;
+use crate::request_io::{BodySource, PoolRoom, ResponseSink, ServeError, SinkError, classify};
 use crate::runtime;
+use crate::sandbox::Sandbox;
 use crate::ticker;
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -19,8 +21,8 @@ use http_body_util::combinators::UnsyncBoxBody;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use wasmtime::Store;
 use wasmtime::component::Accessor;
+use wasmtime::{PoolConcurrencyLimitError, Store};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p3::Request;
 use wasmtime_wasi_http::p3::bindings::{Service, ServicePre};
@@ -55,18 +57,14 @@ async fn serve_call<S: BodySource>(
     } = call;
     let deadline = Instant::now() + sandbox.timeout;
     let memory_exceeded = Arc::new(AtomicBool::new(false));
-    let state = RequestState::new(sandbox, facts, log, memory_exceeded.clone())
-        .map_err(ServeError::Internal)?;
-    let mut store = Store::new(pre.engine(), state);
-    store.limiter(|state| state.limiter());
-    ticker::stop_at(&mut store, deadline);
     // The deadline around everything, as well as in the guest's code: a
     // guest waiting in the host runs no Wasm to notice it, and a timeout
     // inside the event loop does not fire while a host call holds the store.
-    let result = tokio::time::timeout_at(
-        deadline.into(),
-        run(pre, &mut store, request, sink, sandbox),
-    )
+    let result = tokio::time::timeout_at(deadline.into(), async {
+        let (mut store, service) =
+            instantiate(pre, sandbox, &facts, &log, &memory_exceeded, deadline).await?;
+        run(&mut store, &service, request, sink).await
+    })
     .await
     .unwrap_or_else(|_| Err(ServeError::Timeout("the guest was waiting".into())));
     // A task the guest left running ends with the store, here: nothing of
@@ -74,24 +72,54 @@ async fn serve_call<S: BodySource>(
     result.map_err(|e| e.explained(sandbox.limits(), memory_exceeded.load(Ordering::Relaxed)))
 }
 
-async fn run<S: BodySource>(
+/// A new instance of `pre` in a store of its own, for a fresh request or a
+/// shared instance's first. When every slot of the child's pool is taken,
+/// an idle shared instance closes (its thread gives the slots back soon
+/// after) or an idle 0.2 instance is dropped, or a running request ends,
+/// up to `deadline`.
+pub(super) async fn instantiate(
     pre: &ServicePre<RequestState>,
+    sandbox: &Sandbox,
+    facts: &RequestFacts,
+    log: &Arc<dyn RequestLog>,
+    memory_exceeded: &Arc<AtomicBool>,
+    deadline: Instant,
+) -> Result<(Store<RequestState>, Service), ServeError> {
+    let mut room = PoolRoom::new();
+    loop {
+        let state = RequestState::new(sandbox, facts.clone(), log.clone(), memory_exceeded.clone())
+            .map_err(ServeError::Internal)?;
+        let mut store = Store::new(pre.engine(), state);
+        store.limiter(|state| state.limiter());
+        ticker::stop_at(&mut store, deadline);
+        let started = Instant::now();
+        match pre.instantiate_async(&mut store).await {
+            Ok(service) => {
+                sandbox.meter.instantiated(started.elapsed());
+                return Ok((store, service));
+            }
+            // The half-built store goes first, with the slots it took.
+            Err(e)
+                if e.is::<PoolConcurrencyLimitError>() && {
+                    super::shared03::retire_oldest_idle();
+                    room.make(deadline).await
+                } => {}
+            Err(e) => return Err(classify(&e)),
+        }
+    }
+}
+
+async fn run(
     store: &mut Store<RequestState>,
-    request: http::Request<RequestBody<S>>,
+    service: &Service,
+    request: http::Request<RequestBody<impl BodySource>>,
     sink: &mut dyn ResponseSink,
-    sandbox: &crate::sandbox::Sandbox,
 ) -> Result<(), ServeError> {
-    let started = Instant::now();
-    let service = pre
-        .instantiate_async(&mut *store)
-        .await
-        .map_err(|e| classify(&e))?;
-    sandbox.meter.instantiated(started.elapsed());
     // The future for the guest's verdict on the request body is not
     // awaited: the body reaches the guest through the event loop either way.
     let (request, _body_result) = Request::from_http(store.data_mut().http().hooks, request);
     store
-        .run_concurrent(async |accessor| respond(accessor, &service, request, sink).await)
+        .run_concurrent(async |accessor| respond(accessor, service, request, sink).await)
         .await
         .map_err(|e| classify(&e))?
 }

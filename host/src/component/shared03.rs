@@ -37,7 +37,7 @@ use super::serve::Call;
 use super::serve03::{Unanswered, body_failed, handle};
 use super::{RequestFacts, RequestState};
 use crate::log::RequestLog;
-use crate::request_io::{BodySource, PoolRoom, ServeError, classify};
+use crate::request_io::{BodySource, ServeError, classify};
 use crate::runtime;
 use crate::sandbox::Sandbox;
 use crate::stats::Meter;
@@ -49,7 +49,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::sync::mpsc;
 use wasmtime::component::Accessor;
-use wasmtime::{PoolConcurrencyLimitError, Store, UpdateDeadline};
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p3::Request;
 use wasmtime_wasi_http::p3::bindings::{Service, ServicePre};
@@ -165,7 +165,7 @@ fn retire(id: u64) {
 
 /// Closes the longest idle shared instance, for a new one that found the
 /// pool full. False if none was idle.
-fn retire_oldest_idle() -> bool {
+pub(super) fn retire_oldest_idle() -> bool {
     let mut entries = shared();
     match entries.iter().position(|entry| entry.in_flight == 0) {
         Some(at) => {
@@ -243,29 +243,8 @@ async fn start(
     job: Job,
 ) -> Result<Ticket, ServeError> {
     let memory_exceeded = Arc::new(AtomicBool::new(false));
-    let mut room = PoolRoom::new();
-    let (store, service) = loop {
-        let state = RequestState::new(sandbox, facts.clone(), log.clone(), memory_exceeded.clone())
-            .map_err(ServeError::Internal)?;
-        let mut store = Store::new(pre.engine(), state);
-        store.limiter(|state| state.limiter());
-        crate::ticker::stop_at(&mut store, deadline);
-        let started = Instant::now();
-        match pre.instantiate_async(&mut store).await {
-            Ok(service) => {
-                sandbox.meter.instantiated(started.elapsed());
-                break (store, service);
-            }
-            // Every slot is taken: an idle shared instance closes, and its
-            // thread gives the slots back soon after.
-            Err(e)
-                if e.is::<PoolConcurrencyLimitError>() && {
-                    retire_oldest_idle();
-                    room.make(deadline).await
-                } => {}
-            Err(e) => return Err(classify(&e)),
-        }
-    };
+    let (store, service) =
+        super::serve03::instantiate(pre, sandbox, &facts, log, &memory_exceeded, deadline).await?;
     // Its answers are the request's, and a shared call cannot say whose.
     let concurrency = if answers_per_request(pre) {
         1

@@ -1,6 +1,7 @@
 //! Per-request store state: what one instance of a guest may touch.
 
 use super::RequestFacts;
+use super::keyvalue::Grants;
 use crate::log::{LogKind, RelayLog, RequestLog, StreamLog};
 use crate::outgoing::OutgoingHooks;
 use crate::request_io::{GuestOutput, GuestStream};
@@ -30,6 +31,10 @@ pub struct RequestState {
     log: Arc<RelayLog>,
     stdout: GuestOutput,
     stderr: GuestOutput,
+    /// The stores it may open (`WasmKeyValue`).
+    grants: Grants,
+    /// Its section's `WasmConfigVar` variables, later ones winning.
+    config: Vec<(String, String)>,
 }
 
 impl RequestState {
@@ -74,6 +79,8 @@ impl RequestState {
             log,
             stdout,
             stderr,
+            grants: Grants::new(sandbox.stores.clone(), sandbox.timeout),
+            config: sandbox.config_vars(),
         })
     }
 
@@ -89,6 +96,7 @@ impl RequestState {
         self.facts = facts;
         self.log.switch(log);
         self.limiter.next_request(memory_exceeded, meter);
+        self.grants.next_request();
     }
 
     /// The request ended cleanly and the instance is kept: what the guest
@@ -111,6 +119,24 @@ impl RequestState {
     /// The request's log.
     pub fn log(&self) -> &dyn RequestLog {
         &*self.log
+    }
+
+    /// The stores the guest may open.
+    pub(super) fn grants(&mut self) -> &mut Grants {
+        &mut self.grants
+    }
+
+    /// The value of the section's variable `name`.
+    pub(super) fn config_var(&self, name: &str) -> Option<String> {
+        self.config
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value.clone())
+    }
+
+    /// All of the section's variables.
+    pub(super) fn config_vars(&self) -> &[(String, String)] {
+        &self.config
     }
 }
 

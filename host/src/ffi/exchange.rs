@@ -159,6 +159,10 @@ pub enum mw_log_kind {
     /// A message through `mod-wasm:host/log`, at the level given with it
     /// (`section_log` only: a request's have `guest_log`).
     GuestLog = 4,
+    /// A key-value operation failed: the text names the store and why.
+    StoreFailed = 5,
+    /// The guest opened a store its section does not grant.
+    StoreRefused = 6,
 }
 
 impl From<LogKind> for mw_log_kind {
@@ -168,6 +172,8 @@ impl From<LogKind> for mw_log_kind {
             LogKind::GuestStdout => mw_log_kind::GuestStdout,
             LogKind::OutputSuppressed => mw_log_kind::OutputSuppressed,
             LogKind::OutgoingDenied => mw_log_kind::OutgoingDenied,
+            LogKind::StoreFailed => mw_log_kind::StoreFailed,
+            LogKind::StoreRefused => mw_log_kind::StoreRefused,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use super::error::{ErrorBuf, guarded};
 use super::{mw_bytes, mw_header, mw_result, slice};
+use crate::keyvalue::Store;
 use crate::outgoing::OutgoingRule;
 use crate::sandbox::{DirGrant, Sandbox};
 use crate::stats::Meter;
@@ -50,6 +51,15 @@ pub struct mw_sandbox {
     pub outgoing: *const *const mw_outgoing_rule,
     /// The number of rules.
     pub outgoing_len: usize,
+    /// `WasmKeyValue` stores, from [`super::mw_host_kv_store`].
+    pub stores: *const *const super::mw_kv_store,
+    /// The number of stores.
+    pub stores_len: usize,
+    /// `WasmConfigVar` variables in order; a later one wins over an earlier
+    /// one with the same name.
+    pub config: *const mw_header,
+    /// The number of variables.
+    pub config_len: usize,
     /// Where the request is counted for the status page, from
     /// [`super::mw_stats_for`]; NULL: not counted.
     pub stats: *const super::mw_stats,
@@ -130,9 +140,10 @@ pub(crate) unsafe fn reuse_config(sandbox: &Sandbox, raw: &mw_sandbox, section: 
     // SAFETY: the caller's contract.
     let place = String::from_utf8_lossy(unsafe { raw.place.as_slice() });
     let rules: Vec<*const OutgoingRule> = sandbox.outgoing.iter().map(Arc::as_ptr).collect();
+    let stores: Vec<*const Store> = sandbox.stores.iter().map(Arc::as_ptr).collect();
     format!(
-        "{:p}\0{place}\0{section}\0{}\0{:?}\0{:?}\0{rules:?}\0{:?}",
-        raw.server, sandbox.memory_limit, sandbox.env, sandbox.dirs, raw.stats
+        "{:p}\0{place}\0{section}\0{}\0{:?}\0{:?}\0{rules:?}\0{:?}\0{stores:?}\0{:?}",
+        raw.server, sandbox.memory_limit, sandbox.env, sandbox.dirs, raw.stats, sandbox.config
     )
 }
 
@@ -149,11 +160,13 @@ pub(crate) unsafe fn sandbox_from(sandbox: &mw_sandbox) -> Sandbox {
         String::from_utf8_lossy(unsafe { bytes.as_slice() }).into_owned()
     };
     // SAFETY: the caller's contract, for each array.
-    let (env, dirs, outgoing) = unsafe {
+    let (env, dirs, outgoing, stores, config) = unsafe {
         (
             slice(sandbox.env, sandbox.env_len),
             slice(sandbox.dirs, sandbox.dirs_len),
             slice(sandbox.outgoing, sandbox.outgoing_len),
+            slice(sandbox.stores, sandbox.stores_len),
+            slice(sandbox.config, sandbox.config_len),
         )
     };
     Sandbox {
@@ -190,6 +203,16 @@ pub(crate) unsafe fn sandbox_from(sandbox: &mw_sandbox) -> Sandbox {
                     Arc::from_raw(rule)
                 }
             })
+            .collect(),
+        stores: stores
+            .iter()
+            .filter(|store| !store.is_null())
+            // SAFETY: the store is alive (the caller's contract).
+            .map(|&store| unsafe { super::keyvalue::share(store) })
+            .collect(),
+        config: config
+            .iter()
+            .map(|var| (text(var.name), text(var.value)))
             .collect(),
         // SAFETY: the caller's contract.
         meter: Meter::new(unsafe { super::stats::slot_of(sandbox.stats) }),

@@ -50,6 +50,10 @@ SITE = f"""
     WasmComponent {P3}
     WasmInstanceReuse 3
 </Location>
+<Location /fresh>
+    SetHandler wasm-handler
+    WasmComponent {P3}
+</Location>
 <Location /wasm-status>
     SetHandler wasm-status
 </Location>
@@ -124,6 +128,19 @@ def test_without_concurrent_an_instance_serves_one_request_at_a_time(apache):
     responses = at_once(apache, "/one/sleep?ms=1000", 2)
     assert all(r.status == 200 for r in responses), responses
     assert [r.body for r in responses] == [b"at once 1\n"] * 2
+
+
+# Four requests take every thread of the child: Apache says so.
+@pytest.mark.allow_log("AH00484", "AH00286")
+def test_idle_shared_instances_make_room_for_fresh_requests(apache):
+    # Each idle shared instance holds a slot of the child's pool, which is
+    # sized for the requests the child runs at once: three of them and as
+    # many fresh requests as the child has threads are more than it holds,
+    # so the fresh ones must close idle instances rather than fail.
+    for path in ("/one/count", "/many/count", "/three/count"):
+        assert request(apache.port, "GET", path).status == 200
+    responses = at_once(apache, "/fresh/sleep?ms=500", 4)
+    assert [r.status for r in responses] == [200] * 4, responses
 
 
 def test_bodies_cross_both_ways_byte_for_byte(apache):

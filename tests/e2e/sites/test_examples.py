@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -265,3 +266,27 @@ def test_head_through_the_proxy_has_no_body(apache):
         again = conn.request("GET", "/proxy/again")
         assert again.status == 200
         assert again.body == b"Hello from WebAssembly! You asked for /hello/again\n"
+
+
+def test_visits_cart_counts_visits_across_fresh_instances(apache):
+    first = request(apache.port, "GET", "/visits-cart/")
+    assert first.status == 200, first
+    assert first.body.startswith(b"Welcome! You are visitor number "), first.body
+    n = int(first.body.split()[-1].rstrip(b"."))
+    second = request(apache.port, "GET", "/visits-cart/")
+    assert second.body.endswith(f"number {n + 1}.\n".encode()), second.body
+
+
+def test_visits_cart_keeps_a_cart_that_concurrent_adds_all_reach(apache):
+    cart = f"/visits-cart/cart/{time.monotonic_ns()}"
+    add = json.dumps({"item": "tea", "quantity": 2}).encode()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = list(pool.map(lambda _: request(apache.port, "POST", cart, body=add).status,
+                                 range(8)))
+    assert statuses == [200] * 8
+    r = request(apache.port, "GET", cart)
+    assert json.loads(r.body) == {"items": {"tea": 16}}
+    assert request(apache.port, "DELETE", cart).status == 204
+    assert json.loads(request(apache.port, "GET", cart).body) == {"items": {}}
+    bad = request(apache.port, "POST", cart, body=b'{"item": "tea"}')
+    assert bad.status == 400

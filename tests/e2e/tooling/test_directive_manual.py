@@ -2,6 +2,8 @@
 command table in mod_wasm/config.c, each with Apache's table of facts, and
 an example that a real Apache accepts."""
 
+import os
+import pwd
 import re
 
 import pytest
@@ -80,12 +82,17 @@ def test_example_passes_configtest(name):
     server = Apache(EXTRA_MODULES + body, name=f"doc-{name}")
     try:
         # Directories must exist (WasmDir checks at start-up); mode 0755 and
-        # owned by root, as WasmCacheDir requires of its directory.
+        # owned by root, as WasmCacheDir requires of its directory; a
+        # WasmStateDir belongs to the children's user, as it requires.
+        state_dirs = set(re.findall(r"^\s*WasmStateDir\s+(\S+)", example, re.MULTILINE))
         for path in set(DOC_PATH.findall(example)):
             if not path.endswith(".wasm"):
                 directory = server.dir / path.lstrip("/")
                 directory.mkdir(parents=True, exist_ok=True)
                 directory.chmod(0o755)
+                if path in state_dirs and os.geteuid() == 0:
+                    www = pwd.getpwnam("www-data")
+                    os.chown(directory, www.pw_uid, www.pw_gid)
         code, output = server.configtest()
         assert code == 0 and "Syntax OK" in output, f"{name}.md example:\n{body}\n{output}"
     finally:
