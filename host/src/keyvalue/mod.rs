@@ -366,22 +366,26 @@ fn add(current: i64, delta: i64) -> Result<i64, Failure> {
 }
 
 /// Connections kept for the next requests of one child, taken one at a
-/// time; a connection that failed is not put back.
-struct Idle<C>(std::sync::Mutex<Vec<C>>);
+/// time, each with when it was put back; a connection that failed is not
+/// put back.
+struct Idle<C>(std::sync::Mutex<Vec<(C, Instant)>>);
 
 impl<C> Idle<C> {
     fn new() -> Self {
         Idle(std::sync::Mutex::new(Vec::new()))
     }
 
-    fn take(&self) -> Option<C> {
-        self.lock().pop()
+    /// The connection used last, and how long it has been idle.
+    fn take(&self) -> Option<(C, Duration)> {
+        self.lock()
+            .pop()
+            .map(|(connection, since)| (connection, since.elapsed()))
     }
 
     fn put(&self, connection: C) {
         let mut idle = self.lock();
         if idle.len() < MAX_IDLE {
-            idle.push(connection);
+            idle.push((connection, Instant::now()));
         }
     }
 
@@ -391,7 +395,7 @@ impl<C> Idle<C> {
         self.lock().clear();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<C>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(C, Instant)>> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -6,8 +6,8 @@
 //! multi-key `DEL` for batches (all or nothing), and compare-and-swap as a
 //! short Lua script, which the server runs without interleaving. When the
 //! server goes away, the failing connection and every kept one are
-//! dropped, and the next operation connects again. A command is never
-//! sent twice: after a lost reply nobody knows whether it ran, and an
+//! dropped, and the next operation connects again; a connection idle for
+//! a while is checked with a PING first. A command is never sent twice: after a lost reply nobody knows whether it ran, and an
 //! increment counted twice is worse than one reported as failed.
 
 use super::{Backend, Failure, Idle, LIST_PAGE};
@@ -56,17 +56,31 @@ impl Redis {
         within: Duration,
         command: impl FnOnce(&mut Connection) -> RedisResult<T>,
     ) -> Result<T, Failure> {
-        let mut connection = match self.idle.take() {
+        let kept = self.idle.take().and_then(|(mut connection, idle_for)| {
+            set_timeouts(&mut connection, within).ok()?;
+            // A connection idle for a while may have outlived its server
+            // (a restart): a PING finds out without risking the command.
+            if idle_for > CHECK_AFTER
+                && redis::cmd("PING").query::<String>(&mut connection).is_err()
+            {
+                self.idle.clear();
+                return None;
+            }
+            Some(connection)
+        });
+        let mut connection = match kept {
             Some(connection) => connection,
-            None => self
-                .client
-                .get_connection_with_timeout(within)
-                .map_err(|e| format!("cannot connect to {}: {e}", self.shown))?,
+            None => {
+                let mut connection = self
+                    .client
+                    .get_connection_with_timeout(within)
+                    .map_err(|e| format!("cannot connect to {}: {e}", self.shown))?;
+                set_timeouts(&mut connection, within)
+                    .map_err(|e| format!("{}: {e}", self.shown))?;
+                connection
+            }
         };
-        let timeouts = connection
-            .set_read_timeout(Some(within))
-            .and_then(|()| connection.set_write_timeout(Some(within)));
-        let result = timeouts.and_then(|()| command(&mut connection));
+        let result = command(&mut connection);
         match result {
             Ok(value) => {
                 self.idle.put(connection);
@@ -83,6 +97,16 @@ impl Redis {
             }
         }
     }
+}
+
+/// How long a kept connection may sit idle before it is checked with a
+/// PING before use. Under load connections are reused at once and never
+/// pay for it.
+const CHECK_AFTER: Duration = Duration::from_millis(250);
+
+fn set_timeouts(connection: &mut Connection, within: Duration) -> RedisResult<()> {
+    connection.set_read_timeout(Some(within))?;
+    connection.set_write_timeout(Some(within))
 }
 
 /// `url` with any password replaced by `***`.

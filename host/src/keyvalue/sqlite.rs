@@ -54,7 +54,7 @@ impl Sqlite {
         operation: impl FnOnce(&mut Connection) -> Result<T, Fail>,
     ) -> Result<T, Failure> {
         let mut connection = match self.idle.take() {
-            Some(connection) => connection,
+            Some((connection, _)) => connection,
             None => self.open(within).map_err(|e| self.failed(e))?,
         };
         connection
