@@ -30,21 +30,25 @@ impl Sqlite {
     }
 
     fn open(&self, within: Duration) -> rusqlite::Result<Connection> {
-        let connection = Connection::open_with_flags(
+        let mut connection = Connection::open_with_flags(
             &self.file,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         connection.busy_timeout(within)?;
-        connection.pragma_update(None, "journal_mode", "WAL")?;
-        connection.pragma_update(None, "synchronous", "NORMAL")?;
-        connection.execute(
-            "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) \
-             WITHOUT ROWID",
-            [],
-        )?;
-        Ok(connection)
+        // Children opening a new file at once race to set it up, and SQLite
+        // answers some of those races with "busy" at once rather than
+        // waiting (a read turning into a write): try again until `within`.
+        let until = std::time::Instant::now() + within;
+        loop {
+            match set_up(&mut connection) {
+                Err(e) if busy(&e) && std::time::Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                done => return done.map(|()| connection),
+            }
+        }
     }
 
     /// Runs `operation` on a kept connection or a new one.
@@ -80,13 +84,32 @@ impl Sqlite {
     }
 
     fn failed(&self, e: rusqlite::Error) -> Failure {
-        match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-                "the SQLite file stayed locked by other writers for the whole timeout".into()
-            }
-            _ => format!("SQLite: {e}"),
+        if busy(&e) {
+            "the SQLite file stayed locked by other writers for the whole timeout".into()
+        } else {
+            format!("SQLite: {e}")
         }
     }
+}
+
+/// WAL, and the table, in a transaction that takes the write lock first.
+fn set_up(connection: &mut Connection) -> rusqlite::Result<()> {
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    transaction.execute(
+        "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) \
+         WITHOUT ROWID",
+        [],
+    )?;
+    transaction.commit()
+}
+
+fn busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// The value at `key` inside a transaction.

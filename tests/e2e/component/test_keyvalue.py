@@ -42,7 +42,7 @@ CHILDREN = """
 
 # The tests send more requests at once than the server has workers, and
 # Apache says so.
-BUSY = ("AH00484", "AH00161")
+BUSY = ("AH00484", "AH00161", "AH10159")
 
 
 def site_body(redis_url, dead_url):
@@ -242,9 +242,11 @@ def test_a_redis_restart_fails_requests_meanwhile_and_they_recover_after(apache,
     finally:
         redis.start()
     # Every child's kept connections died with the server: the first
-    # operation on each may fail once, then they connect anew.
+    # operation of each child that used one within 250 ms may fail once
+    # (requests here come one at a time), then the child connects anew.
     statuses = [kv(apache, "incr", "shared", key).status for _ in range(30)]
-    assert statuses[-10:] == [200] * 10
+    assert statuses.count(500) <= len(apache.children()), statuses
+    assert statuses[-1] == 200, statuses
     # The server was started empty (it persists nothing): what counts is
     # that each success counted once.
     assert kv(apache, "get", "shared", key).body == str(statuses.count(200)).encode()
