@@ -59,7 +59,7 @@ cli: deps
 	$(CARGO) build --release --locked -p mod-wasm-cli
 
 guests: deps $(WASM_DIR)/python_hello.wasm $(WASM_DIR)/python_hello_wasi03.wasm $(WASM_DIR)/js_hello.wasm \
-	    target/cargo-component/hello.wasm
+	    $(WASM_DIR)/python_notes.wasm $(WASM_DIR)/js_notes.wasm target/cargo-component/hello.wasm
 	$(CARGO) build --profile guest --locked --target $(WASM_TARGET) $(SDK_GUESTS:%=-p %) -p test-guest \
 	    -p sdk-test-guest -p hostile-guest -p p3-test-guest -p state-test-guest $(WASI03_GUESTS:%=-p %)
 	$(CARGO) build --profile guest --locked --target $(WASIP1_TARGET) -p legacy-hello -p cgi-echo \
@@ -68,8 +68,9 @@ guests: deps $(WASM_DIR)/python_hello.wasm $(WASM_DIR)/python_hello_wasi03.wasm 
 
 # Python and JavaScript examples, with componentize-py (PyPI) and
 # componentize-js (npm) fetched into target/tools on first use, built against
-# the WIT this repository ships (wit/, world mod-wasm:host/guest; for WASI
-# 0.3, wit/wasi-0.3, world wasi:http/service@0.3.0).
+# the WIT this repository ships (wit/, world mod-wasm:host/guest, or
+# mod-wasm:host/stateful-guest for the notes examples; for WASI 0.3,
+# wit/wasi-0.3, world wasi:http/service@0.3.0).
 GUEST_WIT := $(wildcard wit/*.wit wit/deps/*.wit)
 GUEST_WIT_03 := $(wildcard wit/wasi-0.3/*.wit wit/wasi-0.3/deps/*.wit)
 $(WASM_DIR)/python_hello.wasm: examples/python-hello/app.py scripts/build-foreign-guests Cargo.lock $(GUEST_WIT)
@@ -79,6 +80,10 @@ $(WASM_DIR)/python_hello_wasi03.wasm: examples/python-hello-wasi03/app.py script
 	scripts/build-foreign-guests python-wasi03 $@
 $(WASM_DIR)/js_hello.wasm: examples/js-hello/app.js scripts/build-foreign-guests Cargo.lock $(GUEST_WIT)
 	scripts/build-foreign-guests js $@
+$(WASM_DIR)/python_notes.wasm: examples/python-notes/app.py scripts/build-foreign-guests Cargo.lock $(GUEST_WIT)
+	scripts/build-foreign-guests python-notes $@
+$(WASM_DIR)/js_notes.wasm: examples/js-notes/app.js scripts/build-foreign-guests Cargo.lock $(GUEST_WIT)
+	scripts/build-foreign-guests js-notes $@
 
 # The hello example built the other supported way, with cargo-component
 # (wasm32-wasip1 plus the WASI adapter), to show guest-sdk works with both.

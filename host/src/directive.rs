@@ -56,7 +56,7 @@ pub fn size(text: &str, min: u64, max: u64) -> Result<u64, String> {
 fn shown(bytes: u64) -> String {
     [(30, "G"), (20, "M"), (10, "K")]
         .into_iter()
-        .find(|(shift, _)| bytes >= 1 << shift && bytes % (1 << shift) == 0)
+        .find(|(shift, _)| bytes >= 1 << shift && bytes.is_multiple_of(1 << shift))
         .map_or_else(
             || bytes.to_string(),
             |(shift, unit)| format!("{}{unit}", bytes >> shift),

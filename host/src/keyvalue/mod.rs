@@ -19,6 +19,7 @@ mod sqlite;
 
 pub use files::check_file;
 
+use crate::stats::{StoreKind, StoreSlot};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -72,6 +73,8 @@ pub struct Store {
     backend: Box<dyn Backend>,
     /// The SQLite file, checked once the children's user is known.
     file: Option<PathBuf>,
+    /// Its counters on the status page.
+    stats: &'static StoreSlot,
 }
 
 /// Why a store operation failed: a sentence naming the cause, which the
@@ -82,6 +85,8 @@ pub type Failure = String;
 trait Backend: Send + Sync {
     /// How the log names where the store lives (no password).
     fn describe(&self) -> String;
+    /// Which backend it is, for the status page.
+    fn kind(&self) -> StoreKind;
     fn get(&self, key: &str, within: Duration) -> Result<Option<Vec<u8>>, Failure>;
     fn set(&self, key: &str, value: &[u8], within: Duration) -> Result<(), Failure>;
     fn delete(&self, key: &str, within: Duration) -> Result<(), Failure>;
@@ -153,12 +158,14 @@ impl Store {
                 "'{url}' is not a store URL: sqlite:[<file>] or redis://<host>[:<port>][/<db>]"
             ));
         };
+        let stats = crate::stats::region().store_slot(label, &backend.describe(), backend.kind());
         Ok(Store {
             label: label.to_owned(),
             place,
             limits,
             backend,
             file,
+            stats,
         })
     }
 
@@ -227,30 +234,44 @@ pub struct Session<'a> {
 }
 
 impl Session<'_> {
-    /// Takes `n` operations from the request's allowance, and the time one
-    /// may take.
-    fn begin(&mut self, n: usize) -> Result<Duration, Failure> {
+    /// Runs `op` on the backend as `n` operations: taken from the request's
+    /// allowance, bounded by the time one may take, counted and timed on the
+    /// status page.
+    fn run<T>(
+        &mut self,
+        n: usize,
+        op: impl FnOnce(&dyn Backend, Duration) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
         let n = u32::try_from(n).unwrap_or(u32::MAX);
         if n > *self.ops_left {
-            return Err(format!(
+            return Err(self.refuse(format!(
                 "this request reached the store's limit of {} operations (max-ops)",
                 self.store.limits.max_ops
-            ));
+            )));
         }
         *self.ops_left -= n;
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err("the request's WasmTimeout has run out".into());
+            return Err(self.refuse("the request's WasmTimeout has run out".into()));
         }
-        Ok(left.min(self.store.limits.timeout))
+        let started = Instant::now();
+        let result = op(&*self.store.backend, left.min(self.store.limits.timeout));
+        self.store.stats.ran(started.elapsed(), result.is_ok());
+        result
+    }
+
+    /// `why` an operation is refused, counted.
+    fn refuse(&self, why: String) -> Failure {
+        self.store.stats.refused();
+        why
     }
 
     fn check_key(&self, key: &str) -> Result<(), Failure> {
         if key.len() > MAX_KEY {
-            return Err(format!(
+            return Err(self.refuse(format!(
                 "a key of {} bytes is longer than the {MAX_KEY} a key may have",
                 key.len()
-            ));
+            )));
         }
         Ok(())
     }
@@ -258,10 +279,10 @@ impl Session<'_> {
     fn check_value(&self, value: &[u8]) -> Result<(), Failure> {
         let max = self.store.limits.max_value;
         if value.len() > max {
-            return Err(format!(
+            return Err(self.refuse(format!(
                 "a value of {} bytes is larger than the store's max-value of {max} bytes",
                 value.len()
-            ));
+            )));
         }
         Ok(())
     }
@@ -269,30 +290,26 @@ impl Session<'_> {
     /// The value at `key`, if any.
     pub fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, Failure> {
         self.check_key(key)?;
-        let within = self.begin(1)?;
-        self.store.backend.get(key, within)
+        self.run(1, |backend, within| backend.get(key, within))
     }
 
     /// Sets `key` to `value`.
     pub fn set(&mut self, key: &str, value: &[u8]) -> Result<(), Failure> {
         self.check_key(key)?;
         self.check_value(value)?;
-        let within = self.begin(1)?;
-        self.store.backend.set(key, value, within)
+        self.run(1, |backend, within| backend.set(key, value, within))
     }
 
     /// Removes `key` (absent is fine).
     pub fn delete(&mut self, key: &str) -> Result<(), Failure> {
         self.check_key(key)?;
-        let within = self.begin(1)?;
-        self.store.backend.delete(key, within)
+        self.run(1, |backend, within| backend.delete(key, within))
     }
 
     /// Whether `key` has a value.
     pub fn exists(&mut self, key: &str) -> Result<bool, Failure> {
         self.check_key(key)?;
-        let within = self.begin(1)?;
-        self.store.backend.exists(key, within)
+        self.run(1, |backend, within| backend.exists(key, within))
     }
 
     /// A page of keys after `cursor`, and the next page's cursor.
@@ -300,15 +317,13 @@ impl Session<'_> {
         &mut self,
         cursor: Option<&str>,
     ) -> Result<(Vec<String>, Option<String>), Failure> {
-        let within = self.begin(1)?;
-        self.store.backend.list_keys(cursor, within)
+        self.run(1, |backend, within| backend.list_keys(cursor, within))
     }
 
     /// Adds `delta` to the number at `key`; the sum.
     pub fn increment(&mut self, key: &str, delta: i64) -> Result<i64, Failure> {
         self.check_key(key)?;
-        let within = self.begin(1)?;
-        self.store.backend.increment(key, delta, within)
+        self.run(1, |backend, within| backend.increment(key, delta, within))
     }
 
     /// Sets `key` to `value` if it holds `expected`; whether it did.
@@ -320,15 +335,15 @@ impl Session<'_> {
     ) -> Result<bool, Failure> {
         self.check_key(key)?;
         self.check_value(value)?;
-        let within = self.begin(1)?;
-        self.store.backend.swap_if(key, expected, value, within)
+        self.run(1, |backend, within| {
+            backend.swap_if(key, expected, value, within)
+        })
     }
 
     /// The values at `keys`, in their order.
     pub fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Failure> {
         keys.iter().try_for_each(|key| self.check_key(key))?;
-        let within = self.begin(keys.len())?;
-        self.store.backend.get_many(keys, within)
+        self.run(keys.len(), |backend, within| backend.get_many(keys, within))
     }
 
     /// Sets every pair, all or none.
@@ -337,15 +352,17 @@ impl Session<'_> {
             self.check_key(key)?;
             self.check_value(value)?;
         }
-        let within = self.begin(pairs.len())?;
-        self.store.backend.set_many(pairs, within)
+        self.run(pairs.len(), |backend, within| {
+            backend.set_many(pairs, within)
+        })
     }
 
     /// Removes every key, all or none.
     pub fn delete_many(&mut self, keys: &[String]) -> Result<(), Failure> {
         keys.iter().try_for_each(|key| self.check_key(key))?;
-        let within = self.begin(keys.len())?;
-        self.store.backend.delete_many(keys, within)
+        self.run(keys.len(), |backend, within| {
+            backend.delete_many(keys, within)
+        })
     }
 }
 

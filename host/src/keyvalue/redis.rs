@@ -128,6 +128,10 @@ impl Backend for Redis {
         self.shown.clone()
     }
 
+    fn kind(&self) -> crate::stats::StoreKind {
+        crate::stats::StoreKind::Redis
+    }
+
     fn get(&self, key: &str, within: Duration) -> Result<Option<Vec<u8>>, Failure> {
         self.with(within, |connection| connection.get(key))
     }

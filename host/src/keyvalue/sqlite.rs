@@ -155,6 +155,10 @@ impl Backend for Sqlite {
         format!("sqlite:{}", self.file.display())
     }
 
+    fn kind(&self) -> crate::stats::StoreKind {
+        crate::stats::StoreKind::Sqlite
+    }
+
     fn get(&self, key: &str, within: Duration) -> Result<Option<Vec<u8>>, Failure> {
         self.with(within, |connection| Ok(read(connection, key)?))
     }

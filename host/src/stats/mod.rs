@@ -2,7 +2,8 @@
 //! requests, errors by kind, instances in use, latency, compile and load
 //! time, and linear memory in use, counted by every child into shared
 //! memory ([`region`]) and shown by whichever child serves the page
-//! ([`render`]).
+//! ([`render`]); and per key-value store, operations, errors and latency
+//! ([`stores`]).
 //!
 //! Each request has a [`Meter`]: the slot it counts into, and what the
 //! request itself measured (instantiation time, peak memory), which the C
@@ -11,8 +12,10 @@
 mod histogram;
 mod region;
 pub mod render;
+mod stores;
 
 pub use region::{ErrorKind, GuestKind, Region, Slot, region};
+pub use stores::{StoreKind, StoreSlot};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -9,6 +9,7 @@
 //! processes on shared memory.
 
 use super::histogram::Histogram;
+use super::stores::{STORE_SLOTS, StoreKind, StoreSlot};
 use std::cell::UnsafeCell;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -100,15 +101,57 @@ struct Name {
     bytes: UnsafeCell<[u8; NAME_MAX]>,
 }
 
-/// The counters of one location and guest file, in all processes.
+/// What every kind of slot starts with: its state, the kind of thing it
+/// counts, the generation that last named it, and its two names (for a
+/// guest, its location and file; for a store, its label and backend).
 #[repr(C)]
-pub struct Slot {
+pub(crate) struct Names {
     state: AtomicU32,
     kind: AtomicU32,
     /// The configuration generation that last named this slot.
     generation: AtomicU64,
-    location: Name,
-    file: Name,
+    first: Name,
+    second: Name,
+}
+
+// SAFETY: every field but the names is atomic; a name is written only by
+// the process that claimed the slot (moved it from FREE, or from a dead
+// process's claim, to its own), and read only after it is READY
+// (release/acquire on `state`).
+unsafe impl Sync for Names {}
+
+impl Names {
+    pub(crate) fn first(&self) -> String {
+        self.first.get()
+    }
+
+    pub(crate) fn second(&self) -> String {
+        self.second.get()
+    }
+
+    pub(crate) fn kind(&self) -> u32 {
+        self.kind.load(Ordering::Relaxed)
+    }
+
+    fn is(&self, first: &[u8], second: &[u8], kind: u32) -> bool {
+        self.kind() == kind && self.first.equals(first) && self.second.equals(second)
+    }
+
+    fn shown(&self, generation: u64) -> bool {
+        self.state.load(Ordering::Acquire) == READY
+            && self.generation.load(Ordering::Relaxed) == generation
+    }
+}
+
+/// A slot of any kind: found by its [`Names`].
+pub(crate) trait Named {
+    fn names(&self) -> &Names;
+}
+
+/// The counters of one location and guest file, in all processes.
+#[repr(C)]
+pub struct Slot {
+    names: Names,
     /// Requests that ended (or were refused), errors included.
     pub(crate) requests: AtomicU64,
     pub(crate) errors: [AtomicU64; ErrorKind::ALL.len()],
@@ -125,36 +168,30 @@ pub struct Slot {
     pub(crate) latency: Histogram,
 }
 
-// SAFETY: every field but the names is atomic; a name is written only by
-// the process that claimed the slot (moved it from FREE, or from a dead
-// process's claim, to its own), and read only after it is READY
-// (release/acquire on `state`).
-unsafe impl Sync for Slot {}
+impl Named for Slot {
+    fn names(&self) -> &Names {
+        &self.names
+    }
+}
 
 impl Slot {
     /// The location (the configuration section that chose the guest).
     pub fn location(&self) -> String {
-        self.location.get()
+        self.names.first()
     }
 
     /// The guest's file.
     pub fn file(&self) -> String {
-        self.file.get()
+        self.names.second()
     }
 
     /// Component or module.
     pub fn kind(&self) -> GuestKind {
-        match self.kind.load(Ordering::Relaxed) {
+        match self.names.kind() {
             2 => GuestKind::Module,
             3 => GuestKind::Component03,
             _ => GuestKind::Component,
         }
-    }
-
-    fn is(&self, location: &[u8], file: &[u8], kind: GuestKind) -> bool {
-        self.kind.load(Ordering::Relaxed) == kind as u32
-            && self.location.equals(location)
-            && self.file.equals(file)
     }
 }
 
@@ -171,7 +208,7 @@ impl Name {
     fn bytes(&self) -> &[u8] {
         let len = (self.len.load(Ordering::Relaxed) as usize).min(NAME_MAX);
         // SAFETY: read only once the slot is READY, after which nobody
-        // writes it (see `Slot`).
+        // writes it (see `Names`).
         unsafe { &(&*self.bytes.get())[..len] }
     }
 
@@ -192,6 +229,7 @@ pub struct Region {
     /// When the mapping was made (seconds since the epoch).
     started: AtomicU64,
     slots: [Slot; SLOTS],
+    stores: [StoreSlot; STORE_SLOTS],
 }
 
 static REGION: OnceLock<&'static Region> = OnceLock::new();
@@ -254,83 +292,122 @@ impl Region {
     /// request, the last one, which counts for all of those (never a second
     /// slot for the same names).
     pub fn slot(&self, location: &str, file: &str, kind: GuestKind) -> &Slot {
-        let (location, file) = (location.as_bytes(), file.as_bytes());
-        let generation = self.generation();
-        let claim = std::process::id() + CLAIMED_BY;
-        for slot in &self.slots[..SLOTS - 1] {
-            let mut waited = 0;
-            loop {
-                match slot.state.load(Ordering::Acquire) {
-                    READY if slot.is(location, file, kind) => {
-                        slot.generation.store(generation, Ordering::Relaxed);
-                        return slot;
-                    }
-                    READY => break,
-                    seen => {
-                        // FREE, or claimed by a process that died before
-                        // it finished (killed right then): ours to claim.
-                        let claimable = seen == FREE || !alive(seen - CLAIMED_BY);
-                        if claimable
-                            && slot
-                                .state
-                                .compare_exchange(seen, claim, Ordering::Acquire, Ordering::Relaxed)
-                                .is_ok()
-                        {
-                            // SAFETY: this process claimed the slot.
-                            unsafe {
-                                slot.location.set(location);
-                                slot.file.set(file);
-                            }
-                            slot.kind.store(kind as u32, Ordering::Relaxed);
-                            slot.generation.store(generation, Ordering::Relaxed);
-                            slot.state.store(READY, Ordering::Release);
-                            return slot;
-                        }
-                        // Another process is writing its names: a claim
-                        // takes microseconds, unless it was preempted.
-                        waited += 1;
-                        if waited > CLAIM_WAITS {
-                            return self.overflow(generation);
-                        }
-                        std::thread::yield_now();
-                    }
-                }
-            }
-        }
-        self.overflow(generation)
+        let names = [location.as_bytes(), file.as_bytes()];
+        find(
+            &self.slots,
+            names,
+            kind as u32,
+            self.generation(),
+            b"(other locations)",
+        )
     }
 
-    /// The last slot, which counts for everything without one of its own.
-    fn overflow(&self, generation: u64) -> &Slot {
-        let overflow = &self.slots[SLOTS - 1];
-        if overflow.state.load(Ordering::Acquire) == FREE
-            && overflow
-                .state
-                .compare_exchange(
-                    FREE,
-                    std::process::id() + CLAIMED_BY,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-        {
-            // SAFETY: this process claimed the slot.
-            unsafe { overflow.location.set(b"(other locations)") };
-            overflow.state.store(READY, Ordering::Release);
-        }
-        overflow.generation.store(generation, Ordering::Relaxed);
-        overflow
+    /// The counters of the store `label` kept in `backend`, found as
+    /// [`Region::slot`] finds a guest's.
+    pub fn store_slot(&self, label: &str, backend: &str, kind: StoreKind) -> &StoreSlot {
+        let names = [label.as_bytes(), backend.as_bytes()];
+        find(
+            &self.stores,
+            names,
+            kind as u32,
+            self.generation(),
+            b"(other stores)",
+        )
     }
 
     /// The slots to show: those the current configuration names (or, for
     /// files served on request, has served).
     pub fn shown(&self) -> impl Iterator<Item = &Slot> {
         let generation = self.generation();
-        self.slots.iter().filter(move |slot| {
-            slot.state.load(Ordering::Acquire) == READY
-                && slot.generation.load(Ordering::Relaxed) == generation
-        })
+        self.slots
+            .iter()
+            .filter(move |slot| slot.names.shown(generation))
     }
+
+    /// The stores to show: those the current configuration declares.
+    pub fn shown_stores(&self) -> impl Iterator<Item = &StoreSlot> {
+        let generation = self.generation();
+        self.stores
+            .iter()
+            .filter(move |slot| slot.names().shown(generation))
+    }
+}
+
+/// The slot in `slots` named `names` (of `kind`), claimed if new; the last
+/// slot, named `overflow`, when none is free or a claim takes too long.
+fn find<'a, S: Named>(
+    slots: &'a [S],
+    [first, second]: [&[u8]; 2],
+    kind: u32,
+    generation: u64,
+    overflow: &[u8],
+) -> &'a S {
+    let claim = std::process::id() + CLAIMED_BY;
+    let (last, named) = slots.split_last().expect("a region has slots");
+    for slot in named {
+        let names = slot.names();
+        let mut waited = 0;
+        loop {
+            match names.state.load(Ordering::Acquire) {
+                READY if names.is(first, second, kind) => {
+                    names.generation.store(generation, Ordering::Relaxed);
+                    return slot;
+                }
+                READY => break,
+                seen => {
+                    // FREE, or claimed by a process that died before it
+                    // finished (killed right then): ours to claim.
+                    let claimable = seen == FREE || !alive(seen - CLAIMED_BY);
+                    if claimable
+                        && names
+                            .state
+                            .compare_exchange(seen, claim, Ordering::Acquire, Ordering::Relaxed)
+                            .is_ok()
+                    {
+                        // SAFETY: this process claimed the slot.
+                        unsafe {
+                            names.first.set(first);
+                            names.second.set(second);
+                        }
+                        names.kind.store(kind, Ordering::Relaxed);
+                        names.generation.store(generation, Ordering::Relaxed);
+                        names.state.store(READY, Ordering::Release);
+                        return slot;
+                    }
+                    // Another process is writing its names: a claim takes
+                    // microseconds, unless it was preempted.
+                    waited += 1;
+                    if waited > CLAIM_WAITS {
+                        return overflow_slot(last, overflow, generation);
+                    }
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+    overflow_slot(last, overflow, generation)
+}
+
+/// The last slot, which counts for everything without one of its own.
+fn overflow_slot<'a, S: Named>(slot: &'a S, name: &[u8], generation: u64) -> &'a S {
+    let names = slot.names();
+    if names.state.load(Ordering::Acquire) == FREE
+        && names
+            .state
+            .compare_exchange(
+                FREE,
+                std::process::id() + CLAIMED_BY,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    {
+        // SAFETY: this process claimed the slot.
+        unsafe { names.first.set(name) };
+        names.state.store(READY, Ordering::Release);
+    }
+    names.generation.store(generation, Ordering::Relaxed);
+    slot
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use super::histogram::{BUCKETS, quantile_us, upper_bound_us};
 use super::region::{ErrorKind, GuestKind, Region, Slot};
+use super::stores::StoreSlot;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
@@ -88,14 +89,46 @@ impl Row {
     }
 }
 
+/// One store's counters, read once.
+struct StoreRow {
+    label: String,
+    backend: String,
+    kind: &'static str,
+    operations: u64,
+    failed: u64,
+    refused: u64,
+    latency: [u64; BUCKETS + 1],
+    latency_sum_us: u64,
+}
+
+impl StoreRow {
+    fn of(slot: &StoreSlot) -> StoreRow {
+        StoreRow {
+            label: slot.label(),
+            backend: slot.backend(),
+            kind: slot.kind(),
+            operations: slot.operations.load(Ordering::Relaxed),
+            failed: slot.failed.load(Ordering::Relaxed),
+            refused: slot.refused.load(Ordering::Relaxed),
+            latency: slot.latency.counts(),
+            latency_sum_us: slot.latency.sum_us(),
+        }
+    }
+
+    fn quantile_ms(&self, q: f64) -> Option<f64> {
+        quantile_us(&self.latency, q).map(|us| us / 1000.0)
+    }
+}
+
 /// The page, as of now, in `format`.
 pub fn render(region: &Region, format: Format) -> String {
     let rows: Vec<Row> = region.shown().map(Row::of).collect();
+    let stores: Vec<StoreRow> = region.shown_stores().map(StoreRow::of).collect();
     let uptime = now_secs().saturating_sub(region.started());
     match format {
-        Format::Html => html(&rows, region.started(), uptime),
-        Format::Auto => auto(&rows, uptime),
-        Format::Prometheus => prometheus(&rows),
+        Format::Html => html(&rows, &stores, region.started(), uptime),
+        Format::Auto => auto(&rows, &stores, uptime),
+        Format::Prometheus => prometheus(&rows) + &prometheus_stores(&stores),
     }
 }
 
@@ -107,7 +140,7 @@ fn now_secs() -> u64 {
 
 const PERCENTILES: [(f64, &str); 3] = [(0.5, "P50"), (0.9, "P90"), (0.99, "P99")];
 
-fn auto(rows: &[Row], uptime: u64) -> String {
+fn auto(rows: &[Row], stores: &[StoreRow], uptime: u64) -> String {
     let mut out = String::new();
     _ = writeln!(out, "Version: mod_wasm/{}", env!("CARGO_PKG_VERSION"));
     _ = writeln!(out, "Uptime: {uptime}");
@@ -132,6 +165,20 @@ fn auto(rows: &[Row], uptime: u64) -> String {
         _ = writeln!(out, "{key}LoadMs: {:.3}", row.load_us as f64 / 1000.0);
         _ = writeln!(out, "{key}MemoryBytes: {}", row.memory);
         _ = writeln!(out, "{key}PeakMemoryBytes: {}", row.peak_memory);
+    }
+    _ = writeln!(out, "Stores: {}", stores.len());
+    for (n, store) in stores.iter().enumerate() {
+        let key = format!("Store{}", n + 1);
+        _ = writeln!(out, "{key}: {}", one_line(&store.label));
+        _ = writeln!(out, "{key}Backend: {}", one_line(&store.backend));
+        _ = writeln!(out, "{key}Kind: {}", store.kind);
+        _ = writeln!(out, "{key}Operations: {}", store.operations);
+        _ = writeln!(out, "{key}Failed: {}", store.failed);
+        _ = writeln!(out, "{key}Refused: {}", store.refused);
+        for (q, name) in PERCENTILES {
+            let ms = store.quantile_ms(q).unwrap_or(0.0);
+            _ = writeln!(out, "{key}Latency{name}Ms: {ms:.3}");
+        }
     }
     out
 }
@@ -247,34 +294,89 @@ fn prometheus(rows: &[Row]) -> String {
         "histogram",
         "Time from the start of serving to the last byte of the response.",
         &|row| {
-            let labels = labels(row);
-            let mut text = String::new();
-            let mut cumulative = 0;
-            for (i, count) in row.latency.iter().enumerate() {
-                cumulative += count;
-                let le = if i == BUCKETS {
-                    "+Inf".to_string()
-                } else {
-                    format!("{}", upper_bound_us(i) / 1e6)
-                };
-                _ = writeln!(
-                    text,
-                    "mod_wasm_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
-                );
-            }
-            _ = writeln!(
-                text,
-                "mod_wasm_request_duration_seconds_sum{{{labels}}} {}",
-                row.latency_sum_us as f64 / 1e6
-            );
-            _ = writeln!(
-                text,
-                "mod_wasm_request_duration_seconds_count{{{labels}}} {cumulative}"
-            );
-            text
+            histogram(
+                "mod_wasm_request_duration_seconds",
+                &labels(row),
+                &row.latency,
+                row.latency_sum_us,
+            )
         },
     );
     out
+}
+
+fn prometheus_stores(stores: &[StoreRow]) -> String {
+    let mut out = String::new();
+    let labels = |store: &StoreRow| {
+        format!(
+            "store=\"{}\",backend=\"{}\",kind=\"{}\"",
+            label(&store.label),
+            label(&store.backend),
+            store.kind
+        )
+    };
+    _ = writeln!(
+        out,
+        "# HELP mod_wasm_store_operations_total Key-value operations guests asked for, refused ones included."
+    );
+    _ = writeln!(out, "# TYPE mod_wasm_store_operations_total counter");
+    for store in stores {
+        _ = writeln!(
+            out,
+            "mod_wasm_store_operations_total{{{}}} {}",
+            labels(store),
+            store.operations
+        );
+    }
+    _ = writeln!(
+        out,
+        "# HELP mod_wasm_store_errors_total Key-value operations that failed in the backend or that a limit refused."
+    );
+    _ = writeln!(out, "# TYPE mod_wasm_store_errors_total counter");
+    for store in stores {
+        for (error, count) in [("failed", store.failed), ("refused", store.refused)] {
+            _ = writeln!(
+                out,
+                "mod_wasm_store_errors_total{{{},error=\"{error}\"}} {count}",
+                labels(store)
+            );
+        }
+    }
+    _ = writeln!(
+        out,
+        "# HELP mod_wasm_store_operation_duration_seconds Time the backend took for one operation."
+    );
+    _ = writeln!(
+        out,
+        "# TYPE mod_wasm_store_operation_duration_seconds histogram"
+    );
+    for store in stores {
+        out.push_str(&histogram(
+            "mod_wasm_store_operation_duration_seconds",
+            &labels(store),
+            &store.latency,
+            store.latency_sum_us,
+        ));
+    }
+    out
+}
+
+/// The lines of one Prometheus histogram `name` with `labels`.
+fn histogram(name: &str, labels: &str, counts: &[u64; BUCKETS + 1], sum_us: u64) -> String {
+    let mut text = String::new();
+    let mut cumulative = 0;
+    for (i, count) in counts.iter().enumerate() {
+        cumulative += count;
+        let le = if i == BUCKETS {
+            "+Inf".to_string()
+        } else {
+            format!("{}", upper_bound_us(i) / 1e6)
+        };
+        _ = writeln!(text, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+    }
+    _ = writeln!(text, "{name}_sum{{{labels}}} {}", sum_us as f64 / 1e6);
+    _ = writeln!(text, "{name}_count{{{labels}}} {cumulative}");
+    text
 }
 
 /// A Prometheus label value: backslash, quote and newline escaped.
@@ -284,7 +386,7 @@ fn label(text: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn html(rows: &[Row], started: u64, uptime: u64) -> String {
+fn html(rows: &[Row], stores: &[StoreRow], started: u64, uptime: u64) -> String {
     let mut out = String::from(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
          <title>mod_wasm status</title>\n<style>\
@@ -333,6 +435,31 @@ fn html(rows: &[Row], started: u64, uptime: u64) -> String {
                 bytes_text(row.memory as u64),
                 bytes_text(row.peak_memory)
             );
+        }
+        out.push_str("</table>\n");
+    }
+    if !stores.is_empty() {
+        out.push_str(
+            "<h2>Key-value stores</h2>\n<table>\n<tr><th>Store</th><th>Backend</th>\
+             <th>Operations</th><th>Failed</th><th>Refused</th><th>p50</th><th>p90</th>\
+             <th>p99</th></tr>\n",
+        );
+        for store in stores {
+            _ = write!(
+                out,
+                "<tr><td class=\"name\">{}</td><td class=\"name\">{}</td><td>{}</td>\
+                 <td>{}</td><td>{}</td>",
+                escape(&store.label),
+                escape(&store.backend),
+                store.operations,
+                store.failed,
+                store.refused
+            );
+            for (q, _) in PERCENTILES {
+                let shown = store.quantile_ms(q).map_or("-".into(), ms_text);
+                _ = write!(out, "<td>{shown}</td>");
+            }
+            out.push_str("</tr>\n");
         }
         out.push_str("</table>\n");
     }
@@ -400,7 +527,7 @@ fn utc(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Meter, region};
+    use super::super::{Meter, StoreKind, region};
     use super::*;
 
     #[test]
@@ -451,6 +578,36 @@ mod tests {
         assert!(text.contains(
             "mod_wasm_requests_total{location=\"/histogram-test\",file=\"/h.wasm\",kind=\"module\"} 3"
         ));
+    }
+
+    #[test]
+    fn stores_are_shown_in_every_form() {
+        let region = region();
+        let store = region.store_slot("render-store", "sqlite:/r.sqlite3", StoreKind::Sqlite);
+        store.ran(std::time::Duration::from_micros(300), true);
+        store.ran(std::time::Duration::from_micros(300), false);
+        store.refused();
+        let auto = render(region, Format::Auto);
+        let n = auto
+            .lines()
+            .find_map(|line| line.strip_suffix(": render-store")?.strip_prefix("Store"))
+            .expect("the store is listed");
+        for (key, value) in [("Operations", "3"), ("Failed", "1"), ("Refused", "1")] {
+            assert!(
+                auto.contains(&format!("Store{n}{key}: {value}\n")),
+                "{auto}"
+            );
+        }
+        let prometheus = render(region, Format::Prometheus);
+        let labels = r#"store="render-store",backend="sqlite:/r.sqlite3",kind="sqlite""#;
+        for line in [
+            format!("mod_wasm_store_operations_total{{{labels}}} 3"),
+            format!("mod_wasm_store_errors_total{{{labels},error=\"refused\"}} 1"),
+            format!("mod_wasm_store_operation_duration_seconds_count{{{labels}}} 2"),
+        ] {
+            assert!(prometheus.contains(&line), "{line} not in {prometheus}");
+        }
+        assert!(render(region, Format::Html).contains("<td class=\"name\">render-store</td>"));
     }
 
     #[test]

@@ -21,6 +21,8 @@ from http1 import Connection, request
 from redis_server import Redis
 
 STATE = WASM_DIR / "state_test_guest.wasm"
+# A WASI 0.3 component (tests/p3-guest) with a route that increments.
+P3 = WASM_DIR / "p3_test_guest.wasm"
 
 # Several children: a store shared between processes, not only threads.
 CHILDREN = """
@@ -64,6 +66,22 @@ WasmKeyValueStore down {dead_url} timeout=1
 <Location /nostore>
     SetHandler wasm-handler
     WasmComponent {STATE}
+</Location>
+<Location /kv03>
+    SetHandler wasm-handler
+    WasmComponent {P3}
+    WasmKeyValue local shared
+    WasmConfigVar colour green
+</Location>
+<Location /kv03-shared>
+    SetHandler wasm-handler
+    WasmComponent {P3}
+    WasmKeyValue local shared
+    WasmConfigVar colour teal
+    WasmInstanceReuse 100 concurrent=4
+</Location>
+<Location /wasm-status>
+    SetHandler wasm-status
 </Location>
 """
 
@@ -219,6 +237,61 @@ def test_a_backend_that_is_down_is_an_error_and_other_stores_go_on(apache):
     line = logged(apache, "MW00050")
     assert "store 'down'" in line and "cannot connect" in line
     assert kv(apache, "set", "local", unique("after"), body=b"ok").status == 204
+
+
+@pytest.mark.parametrize("location, colour", [("/kv03", "green"), ("/kv03-shared", "teal")])
+@pytest.mark.parametrize("store", ["local", "shared"])
+def test_a_wasi_0_3_component_counts_and_reads_its_config_as_a_0_2_one_does(
+        apache, store, location, colour):
+    key = unique("counter03")
+
+    def increment(_):
+        r = request(apache.port, "GET", f"{location}/kv-incr?store={store}&key={key}&var=colour")
+        return r.status, r.body.split()[-1]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(increment, range(300)))
+    assert answers == [(200, colour.encode())] * 300
+    r = kv(apache, "get", store, key)
+    assert (r.status, r.body) == (200, b"300")
+
+
+@pytest.mark.allow_log("MW00051")
+def test_a_wasi_0_3_component_is_denied_a_store_its_section_does_not_grant(apache):
+    r = request(apache.port, "GET", "/kv03/kv-incr?store=tiny&key=x&var=colour")
+    assert (r.status, r.body) == (500, b"Error::AccessDenied\n")
+    assert "store 'tiny'" in logged(apache, "MW00051")
+
+
+def store_counters(apache, label):
+    """The status page's counters of the store `label`, from ?auto."""
+    lines = dict(line.split(": ", 1) for line in
+                 request(apache.port, "GET", "/wasm-status?auto").body.decode().splitlines())
+    n = next(key[len("Store"):] for key, value in lines.items()
+             if key.startswith("Store") and key[len("Store"):].isdigit() and value == label)
+    return {name: lines[f"Store{n}{name}"]
+            for name in ("Backend", "Kind", "Operations", "Failed", "Refused", "LatencyP50Ms")}
+
+
+@pytest.mark.allow_log("MW00050")
+def test_the_status_page_counts_each_stores_operations_failures_and_refusals(apache):
+    before = {label: store_counters(apache, label) for label in ("tiny", "down")}
+    assert before["tiny"]["Kind"] == "sqlite" and before["tiny"]["Backend"].endswith("tiny.sqlite3")
+    assert before["down"]["Kind"] == "redis"
+    key = unique("counted")
+    assert kv(apache, "set", "tiny", key, body=b"ok").status == 204
+    assert kv(apache, "get", "tiny", key).status == 200
+    assert kv(apache, "set", "tiny", key, body=b"x" * 17).status == 500
+    assert kv(apache, "get", "down", key).status == 500
+    after = {label: store_counters(apache, label) for label in ("tiny", "down")}
+
+    def grew(label, name):
+        return int(after[label][name]) - int(before[label][name])
+
+    # Counted by whichever children served them, shown by any.
+    assert [grew("tiny", name) for name in ("Operations", "Failed", "Refused")] == [3, 0, 1]
+    assert [grew("down", name) for name in ("Operations", "Failed", "Refused")] == [1, 1, 0]
+    assert float(after["tiny"]["LatencyP50Ms"]) > 0
 
 
 def test_config_variables_are_the_sections_and_nested_ones_win(apache):

@@ -31,6 +31,15 @@ IncludeOptional {ROOT}/examples/*/*.conf
     WasmComponent {WASM_DIR}/python_hello_wasi03.wasm
     WasmInstanceReuse 1000 concurrent=4
 </Location>
+# The notes examples where their store is not granted.
+<Location /python-notes-ungranted>
+    SetHandler wasm-handler
+    WasmComponent {WASM_DIR}/python_notes.wasm
+</Location>
+<Location /js-notes-ungranted>
+    SetHandler wasm-handler
+    WasmComponent {WASM_DIR}/js_notes.wasm
+</Location>
 """
 
 
@@ -290,3 +299,46 @@ def test_visits_cart_keeps_a_cart_that_concurrent_adds_all_reach(apache):
     assert json.loads(request(apache.port, "GET", cart).body) == {"items": {}}
     bad = request(apache.port, "POST", cart, body=b'{"item": "tea"}')
     assert bad.status == 400
+
+
+NOTES = [("/python-notes", "Python"), ("/js-notes", "JavaScript")]
+
+
+@pytest.mark.parametrize("location, language", NOTES)
+def test_the_notes_examples_count_visits_in_their_store(apache, location, language):
+    first = request(apache.port, "GET", f"{location}/")
+    assert first.status == 200, first
+    greeting = f"Good day from {language}! Visit number ".encode()
+    assert first.body.startswith(greeting), first.body
+    n = int(first.body[len(greeting):].split(b".")[0])
+    second = request(apache.port, "GET", f"{location}/")
+    assert second.body.startswith(greeting + f"{n + 1}.".encode()), second.body
+
+
+@pytest.mark.parametrize("location, language", NOTES)
+def test_the_notes_examples_keep_list_and_forget_notes(apache, location, language):
+    name = f"n{time.monotonic_ns()}"
+    note = f"{location}/notes/{name}"
+    assert request(apache.port, "GET", note).status == 404
+    text = "tea, milk, and ünïcode\n".encode()
+    assert request(apache.port, "PUT", note, body=text).status == 204
+    r = request(apache.port, "GET", note)
+    assert (r.status, r.body) == (200, text)
+    assert name.encode() in request(apache.port, "GET", f"{location}/").body
+    too_long = request(apache.port, "PUT", note, body=b"x" * (64 * 1024 + 1))
+    assert too_long.status == 413
+    assert request(apache.port, "GET", note).body == text
+    assert request(apache.port, "DELETE", note).status == 204
+    assert request(apache.port, "GET", note).status == 404
+    assert name.encode() not in request(apache.port, "GET", f"{location}/").body
+
+
+@pytest.mark.allow_log("MW00051", "MW00028")
+@pytest.mark.parametrize("location, language", NOTES)
+def test_the_notes_examples_answer_500_and_log_where_the_store_is_not_granted(
+        apache, location, language):
+    r = request(apache.port, "GET", f"{location}-ungranted/")
+    assert r.status == 500
+    assert b"the store failed:" in r.body
+    lines = apache.wait_for_log(f"store {location[1:]}: ")
+    assert any("MW00051" in line for line in lines), lines

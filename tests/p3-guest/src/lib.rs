@@ -23,6 +23,20 @@ mod apache {
 }
 use apache::mod_wasm::host::log;
 
+/// The state interfaces (wit/host.wit, world `mod-wasm:host/state`), which
+/// mod_wasm serves to 0.3 components as to 0.2 ones.
+mod state {
+    use super::wit_bindgen;
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "mod-wasm:host/state",
+        generate_all,
+        runtime_path: "wasip3::wit_bindgen::rt",
+    });
+}
+use state::wasi::config0_2_0_draft_2024_09_27::store as config;
+use state::wasi::keyvalue::{atomics, store};
+
 struct Guest;
 
 const CHUNK: usize = 64 * 1024;
@@ -53,6 +67,26 @@ impl wasip3::exports::http::handler::Guest for Guest {
         match last.as_str() {
             // How many requests this instance has served, this one included.
             "count" => text_response(format!("count {served}\n")),
+            // Adds 1 to `key` in the store `store` and says the sum, with
+            // the config variable `var`; a store error is a 500 saying why.
+            "kv-incr" => {
+                let sum = store::open(&param("store"))
+                    .and_then(|bucket| atomics::increment(&bucket, &param("key"), 1));
+                let var = config::get(&param("var"))
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                match sum {
+                    Ok(sum) => text_response(format!("{sum} {var}\n")),
+                    Err(error) => {
+                        let response = text_response(format!("{error:?}\n"))?;
+                        response
+                            .set_status_code(500)
+                            .map_err(|()| ErrorCode::InternalError(None))?;
+                        Ok(response)
+                    }
+                }
+            }
             // Waits `ms` milliseconds, then says how many requests were
             // waiting at once at most, in this instance.
             "sleep" => {
