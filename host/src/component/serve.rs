@@ -144,11 +144,14 @@ async fn instance(
     }
     let mut room = PoolRoom::new();
     loop {
-        let state = RequestState::new(sandbox, facts.clone(), log.clone(), memory_exceeded.clone())
-            .map_err(ServeError::Internal)?;
-        let mut store = Store::new(pre.engine(), state);
-        store.limiter(|state| state.limiter());
-        ticker::stop_at(&mut store, deadline);
+        let mut store = new_store(
+            pre.engine(),
+            sandbox,
+            &facts,
+            &log,
+            memory_exceeded,
+            deadline,
+        )?;
         let started = Instant::now();
         match pre.instantiate_async(&mut store).await {
             Ok(proxy) => {
@@ -166,6 +169,25 @@ async fn instance(
             Err(e) => return Err(classify(&e)),
         }
     }
+}
+
+/// A store for a new instance of the request's guest, 0.2 or 0.3: the
+/// request's state, its memory limiter, and an epoch deadline at
+/// `deadline`.
+pub(super) fn new_store(
+    engine: &wasmtime::Engine,
+    sandbox: &Sandbox,
+    facts: &RequestFacts,
+    log: &Arc<dyn RequestLog>,
+    memory_exceeded: &Arc<AtomicBool>,
+    deadline: Instant,
+) -> Result<Store<RequestState>, ServeError> {
+    let state = RequestState::new(sandbox, facts.clone(), log.clone(), memory_exceeded.clone())
+        .map_err(ServeError::Internal)?;
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| state.limiter());
+    ticker::stop_at(&mut store, deadline);
+    Ok(store)
 }
 
 async fn serve_call<S: BodySource>(

@@ -8,7 +8,7 @@
 //! from inside it. Under `WasmInstanceReuse` the instance is a shared one
 //! instead, on a thread of its own ([`super::shared03`]).
 
-use super::serve::{Call, poll_once, send_trailers};
+use super::serve::{Call, new_store, poll_once, send_trailers};
 use super::{RequestBody, RequestFacts, RequestState};
 use crate::log::RequestLog;
 use crate::request_io::{BodySource, PoolRoom, ResponseSink, ServeError, SinkError, classify};
@@ -87,11 +87,7 @@ pub(super) async fn instantiate(
 ) -> Result<(Store<RequestState>, Service), ServeError> {
     let mut room = PoolRoom::new();
     loop {
-        let state = RequestState::new(sandbox, facts.clone(), log.clone(), memory_exceeded.clone())
-            .map_err(ServeError::Internal)?;
-        let mut store = Store::new(pre.engine(), state);
-        store.limiter(|state| state.limiter());
-        ticker::stop_at(&mut store, deadline);
+        let mut store = new_store(pre.engine(), sandbox, facts, log, memory_exceeded, deadline)?;
         let started = Instant::now();
         match pre.instantiate_async(&mut store).await {
             Ok(service) => {

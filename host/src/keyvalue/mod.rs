@@ -136,7 +136,13 @@ impl Store {
                 "'{label}' is not a store label (letters, digits, '-', '_' and '.')"
             ));
         }
-        let limits = parse_options(options)?;
+        let Options { limits, ca } = parse_options(options)?;
+        let tls = ["rediss://", "valkeys://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme));
+        if ca.is_some() && !tls {
+            return Err("ca= applies to a store on rediss:// or valkeys:// only".into());
+        }
         let (backend, file): (Box<dyn Backend>, _) = if let Some(path) = url.strip_prefix("sqlite:")
         {
             let file = if path.is_empty() {
@@ -151,11 +157,12 @@ impl Store {
                 ));
             }
             (Box::new(sqlite::Sqlite::new(file.clone())), Some(file))
-        } else if url.starts_with("redis://") || url.starts_with("valkey://") {
-            (Box::new(redis::Redis::new(url)?), None)
+        } else if tls || url.starts_with("redis://") || url.starts_with("valkey://") {
+            (Box::new(redis::Redis::new(url, ca.as_deref())?), None)
         } else {
             return Err(format!(
-                "'{url}' is not a store URL: sqlite:[<file>] or redis://<host>[:<port>][/<db>]"
+                "'{url}' is not a store URL: sqlite:[<file>], redis://<host>[:<port>][/<db>] \
+                 or rediss://…"
             ));
         };
         let stats = crate::stats::region().store_slot(label, &backend.describe(), backend.kind());
@@ -195,9 +202,18 @@ impl Store {
     }
 }
 
-/// `max-value=<size>`, `max-ops=<n>`, `timeout=<seconds>`.
-fn parse_options(options: &[&str]) -> Result<StoreLimits, String> {
+/// A store's options: its limits, and the CA a TLS Redis server's
+/// certificate must chain to.
+struct Options {
+    limits: StoreLimits,
+    /// `ca=<file>`: PEM certificates to trust instead of the system's.
+    ca: Option<PathBuf>,
+}
+
+/// `max-value=<size>`, `max-ops=<n>`, `timeout=<seconds>`, `ca=<file>`.
+fn parse_options(options: &[&str]) -> Result<Options, String> {
     let mut limits = StoreLimits::default();
+    let mut ca = None;
     for option in options {
         let Some((name, value)) = option.split_once('=') else {
             return Err(format!("'{option}' is not <option>=<value>"));
@@ -210,14 +226,21 @@ fn parse_options(options: &[&str]) -> Result<StoreLimits, String> {
             "timeout" => {
                 limits.timeout = Duration::from_millis(crate::directive::timeout_ms(value)?);
             }
+            "ca" => {
+                let file = PathBuf::from(value);
+                if !file.is_absolute() {
+                    return Err(format!("the CA file {value} is not an absolute path"));
+                }
+                ca = Some(file);
+            }
             _ => {
                 return Err(format!(
-                    "'{name}' is not an option of a store (max-value, max-ops, timeout)"
+                    "'{name}' is not an option of a store (max-value, max-ops, timeout, ca)"
                 ));
             }
         }
     }
-    Ok(limits)
+    Ok(Options { limits, ca })
 }
 
 /// One request's use of one store: its operations counted against
@@ -454,6 +477,13 @@ mod tests {
             ("a", "sqlite:", &["max-value"]),
             ("a", "sqlite:", &["colour=red"]),
             ("a", "sqlite:", &["max-ops=0"]),
+            (
+                "a",
+                "redis://127.0.0.1/0",
+                &["ca=/etc/ssl/certs/ca-certificates.crt"],
+            ),
+            ("a", "rediss://127.0.0.1/0", &["ca=relative.pem"]),
+            ("a", "rediss://127.0.0.1/0", &["ca=/nonexistent/ca.pem"]),
         ] {
             assert!(
                 Store::declare(label, url, options, dir, String::new()).is_err(),

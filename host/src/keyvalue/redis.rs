@@ -7,11 +7,17 @@
 //! short Lua script, which the server runs without interleaving. When the
 //! server goes away, the failing connection and every kept one are
 //! dropped, and the next operation connects again; a connection idle for
-//! a while is checked with a PING first. A command is never sent twice: after a lost reply nobody knows whether it ran, and an
-//! increment counted twice is worse than one reported as failed.
+//! a while is checked with a PING first. A command is never sent twice:
+//! after a lost reply nobody knows whether it ran, and an increment counted
+//! twice is worse than one reported as failed.
+//!
+//! `rediss://` connects over TLS (rustls, with ring as everywhere in the
+//! host): the server's certificate must chain to the store's `ca=` file or,
+//! without one, to the system's certificates (`/etc/ssl/certs`).
 
 use super::{Backend, Failure, Idle, LIST_PAGE};
-use redis::{Client, Commands, Connection, RedisResult};
+use redis::{Client, Commands, Connection, RedisResult, TlsCertificates};
+use std::path::Path;
 use std::time::Duration;
 
 pub struct Redis {
@@ -35,14 +41,40 @@ return 1
 "#;
 
 impl Redis {
-    /// A store at `url` (`redis://` or `valkey://`); nothing is connected yet.
-    pub fn new(url: &str) -> Result<Self, String> {
-        let redis_url = match url.strip_prefix("valkey://") {
-            Some(rest) => format!("redis://{rest}"),
-            None => url.to_owned(),
+    /// A store at `url` (`redis://`, `valkey://`, or over TLS `rediss://`,
+    /// `valkeys://`, whose server's certificate must chain to the PEM
+    /// certificates in `ca`, or else to the system's); nothing is
+    /// connected yet.
+    pub fn new(url: &str, ca: Option<&Path>) -> Result<Self, String> {
+        let redis_url = if let Some(rest) = url.strip_prefix("valkey://") {
+            format!("redis://{rest}")
+        } else if let Some(rest) = url.strip_prefix("valkeys://") {
+            format!("rediss://{rest}")
+        } else {
+            url.to_owned()
         };
-        let client = Client::open(redis_url.as_str())
-            .map_err(|e| format!("'{}' is not a Redis URL: {e}", without_password(url)))?;
+        let bad =
+            |e: redis::RedisError| format!("'{}' is not a Redis URL: {e}", without_password(url));
+        let client = if redis_url.starts_with("rediss://") {
+            // The redis crate takes rustls' process-wide provider: ring, the
+            // one the rest of the host uses. Installed in the parent, before
+            // any fork, so every child has it.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let root_cert = match ca {
+                Some(file) => Some(
+                    std::fs::read(file)
+                        .map_err(|e| format!("cannot read the CA file {}: {e}", file.display()))?,
+                ),
+                None => None,
+            };
+            let certificates = TlsCertificates {
+                client_tls: None,
+                root_cert,
+            };
+            Client::build_with_tls(redis_url.as_str(), certificates).map_err(bad)?
+        } else {
+            Client::open(redis_url.as_str()).map_err(bad)?
+        };
         Ok(Redis {
             client,
             shown: without_password(url),

@@ -449,6 +449,10 @@ BAD = {
     "bad-option": ("WasmKeyValueStore x sqlite: colour=red", "'colour' is not an option"),
     "bad-size": ("WasmKeyValueStore x sqlite: max-value=lots", "'lots' is not a size"),
     "relative-file": ("WasmKeyValueStore x sqlite:x.db", "is not an absolute path"),
+    "missing-ca": ("WasmKeyValueStore x rediss://127.0.0.1:1/0 ca=/nonexistent/ca.pem",
+                   "cannot read the CA file /nonexistent/ca.pem"),
+    "ca-without-tls": ("WasmKeyValueStore x redis://127.0.0.1:1/0 ca=/etc/hostname",
+                       "ca= applies to a store on rediss://"),
 }
 
 
