@@ -720,8 +720,9 @@ const command_rec mw_directives[] = {
                   "where sqlite: key-value stores without a file of their own keep it "
                   "(default: state/mod_wasm under ServerRoot)"),
     AP_INIT_TAKE_ARGV("WasmKeyValueStore", mw_add_kv_store, NULL, RSRC_CONF,
-                      "a key-value store for guests: <label> sqlite:[<file>]|redis://<host>"
-                      "[:<port>][/<db>] [max-value=<size>] [max-ops=<n>] [timeout=<seconds>]"),
+                      "a key-value store for guests: <label> sqlite:[<file>]|redis[s]://<host>"
+                      "[:<port>][/<db>] [max-value=<size>] [max-ops=<n>] [timeout=<seconds>] "
+                      "[ca=<file>]"),
     AP_INIT_ITERATE("WasmKeyValue", mw_grant_kv_store, NULL, MW_ADMIN_ONLY,
                     "labels of the key-value stores this section's components may open"),
     AP_INIT_TAKE2("WasmConfigVar", mw_add_config_var, NULL, MW_ADMIN_ONLY,

@@ -96,6 +96,16 @@ impl RequestState {
         })
     }
 
+    /// [`Self::on_store`] on the store of an open bucket.
+    fn on_bucket<T>(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        operation: impl FnOnce(&mut Session<'_>) -> Result<T, String>,
+    ) -> Result<T, Error> {
+        let index = self.bucket(bucket)?;
+        self.on_store(index, operation)
+    }
+
     fn bucket(&mut self, bucket: &Resource<Bucket>) -> Result<usize, Error> {
         self.ctx()
             .table
@@ -129,23 +139,19 @@ impl store::Host for RequestState {
 
 impl store::HostBucket for RequestState {
     fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>, Error> {
-        let index = self.bucket(&bucket)?;
-        self.on_store(index, |session| session.get(&key))
+        self.on_bucket(&bucket, |session| session.get(&key))
     }
 
     fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Result<(), Error> {
-        let index = self.bucket(&bucket)?;
-        self.on_store(index, |session| session.set(&key, &value))
+        self.on_bucket(&bucket, |session| session.set(&key, &value))
     }
 
     fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), Error> {
-        let index = self.bucket(&bucket)?;
-        self.on_store(index, |session| session.delete(&key))
+        self.on_bucket(&bucket, |session| session.delete(&key))
     }
 
     fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, Error> {
-        let index = self.bucket(&bucket)?;
-        self.on_store(index, |session| session.exists(&key))
+        self.on_bucket(&bucket, |session| session.exists(&key))
     }
 
     fn list_keys(
@@ -153,9 +159,8 @@ impl store::HostBucket for RequestState {
         bucket: Resource<Bucket>,
         cursor: Option<String>,
     ) -> Result<KeyResponse, Error> {
-        let index = self.bucket(&bucket)?;
         let (keys, cursor) =
-            self.on_store(index, |session| session.list_keys(cursor.as_deref()))?;
+            self.on_bucket(&bucket, |session| session.list_keys(cursor.as_deref()))?;
         Ok(KeyResponse { keys, cursor })
     }
 
@@ -172,8 +177,7 @@ impl atomics::Host for RequestState {
         key: String,
         delta: i64,
     ) -> Result<i64, Error> {
-        let index = self.bucket(&bucket)?;
-        self.on_store(index, |session| session.increment(&key, delta))
+        self.on_bucket(&bucket, |session| session.increment(&key, delta))
     }
 
     fn swap(&mut self, cas: Resource<Cas>, value: Vec<u8>) -> Result<(), atomics::CasError> {
@@ -239,8 +243,7 @@ impl batch::Host for RequestState {
         bucket: Resource<Bucket>,
         keys: Vec<String>,
     ) -> Result<Vec<(String, Option<Vec<u8>>)>, Error> {
-        let index = self.bucket(&bucket)?;
-        let values = self.on_store(index, |session| session.get_many(&keys))?;
+        let values = self.on_bucket(&bucket, |session| session.get_many(&keys))?;
         Ok(keys.into_iter().zip(values).collect())
     }
 
@@ -249,12 +252,10 @@ impl batch::Host for RequestState {
         bucket: Resource<Bucket>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> Result<(), Error> {
-        let index = self.bucket(&bucket)?;
-        self.on_store(index, |session| session.set_many(&key_values))
+        self.on_bucket(&bucket, |session| session.set_many(&key_values))
     }
 
     fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Result<(), Error> {
-        let index = self.bucket(&bucket)?;
-        self.on_store(index, |session| session.delete_many(&keys))
+        self.on_bucket(&bucket, |session| session.delete_many(&keys))
     }
 }
