@@ -55,11 +55,13 @@ site: guests
 	cp $(WASM_DIR)/wws_reply.wasm 'target/site/users/[id].wasm'
 
 # The dev server, `mod_wasm serve ./site` (README "Dev server").
-cli: deps
+cli: target/release/mod_wasm
+target/release/mod_wasm: deps FORCE
 	$(CARGO) build --release --locked -p mod-wasm-cli
 
 guests: deps $(WASM_DIR)/python_hello.wasm $(WASM_DIR)/python_hello_wasi03.wasm $(WASM_DIR)/js_hello.wasm \
-	    $(WASM_DIR)/python_notes.wasm $(WASM_DIR)/js_notes.wasm target/cargo-component/hello.wasm
+	    $(WASM_DIR)/python_notes.wasm $(WASM_DIR)/js_notes.wasm target/cargo-component/hello.wasm \
+	    $(WASM_DIR)/flask_app.wasm $(WASM_DIR)/hono_app.wasm
 	$(CARGO) build --profile guest --locked --target $(WASM_TARGET) $(SDK_GUESTS:%=-p %) -p test-guest \
 	    -p sdk-test-guest -p hostile-guest -p p3-test-guest -p state-test-guest $(WASI03_GUESTS:%=-p %)
 	$(CARGO) build --profile guest --locked --target $(WASIP1_TARGET) -p legacy-hello -p cgi-echo \
@@ -84,6 +86,24 @@ $(WASM_DIR)/python_notes.wasm: examples/python-notes/app.py scripts/build-foreig
 	scripts/build-foreign-guests python-notes $@
 $(WASM_DIR)/js_notes.wasm: examples/js-notes/app.js scripts/build-foreign-guests Cargo.lock $(GUEST_WIT)
 	scripts/build-foreign-guests js-notes $@
+
+# Existing apps, unchanged, built by the CLI's build commands as a user
+# would (docs/existing-apps.md); the registry tools and the app's packages
+# are fetched once into target/tools, then reused offline.
+BUILD_TOOLS := MOD_WASM_TOOLS=$(CURDIR)/target/tools
+APP_BUILD_DEPS := target/release/mod_wasm guest-sdk/toolchain.env $(GUEST_WIT)
+$(WASM_DIR)/flask_app.wasm: $(wildcard examples/flask-app/*.py examples/flask-app/*.txt examples/flask-app/templates/*) \
+	    guest-sdk/python/mod_wasm_wsgi.py $(APP_BUILD_DEPS)
+	mkdir -p $(@D)
+	$(BUILD_TOOLS) target/release/mod_wasm build-python app:app -r examples/flask-app/requirements.txt \
+	    --path examples/flask-app -o $@
+examples/hono-app/node_modules: examples/hono-app/package-lock.json
+	cd examples/hono-app && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+$(WASM_DIR)/hono_app.wasm: examples/hono-app/app.js examples/hono-app/node_modules guest-sdk/js/fetch-adapter.js \
+	    $(APP_BUILD_DEPS)
+	mkdir -p $(@D)
+	$(BUILD_TOOLS) target/release/mod_wasm build-js examples/hono-app/app.js -o $@
 
 # The hello example built the other supported way, with cargo-component
 # (wasm32-wasip1 plus the WASI adapter), to show guest-sdk works with both.

@@ -2,12 +2,19 @@
 //! folder of components serves, writes a private Apache configuration that
 //! serves the folder through mod_wasm's file routes, and runs Apache in the
 //! foreground until Ctrl-C.
+//!
+//! `mod_wasm build-python` and `mod_wasm build-js` build existing WSGI and
+//! fetch-handler apps into components (build_python.rs, build_js.rs).
 
 mod account;
 mod apache;
+mod build_js;
+mod build_python;
 mod cache;
 mod config;
+mod guest_files;
 mod rundir;
+mod toolchain;
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -23,6 +30,11 @@ use rundir::RunDir;
 
 const USAGE: &str = "\
 Usage: mod_wasm serve [OPTIONS] SITE_DIR
+       mod_wasm build-python [OPTIONS] MODULE:APP -o OUT.wasm
+       mod_wasm build-js APP.js -o OUT.wasm
+       mod_wasm COMMAND --help
+
+Serve:
 
 Serves SITE_DIR with Apache httpd and mod_wasm, for development, until
 Ctrl-C. Every *.wasm file is a route: api/hello.wasm answers /api/hello,
@@ -57,6 +69,9 @@ const INSTALLED_MODULE: &str = "/usr/lib/apache2/modules/mod_wasm.so";
 enum Command {
     Help,
     Serve(Options),
+    BuildPython(build_python::Options),
+    BuildJs(build_js::Options),
+    BuildHelp(&'static str),
 }
 
 #[derive(Debug, PartialEq)]
@@ -105,6 +120,16 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Ok(Command::Serve(options)) => serve(options),
+        Ok(Command::BuildHelp(usage)) => {
+            print!("{usage}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Command::BuildPython(options)) => build_python::build(&options)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Failure::other),
+        Ok(Command::BuildJs(options)) => build_js::build(&options)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Failure::other),
         Err(message) => Err(Failure::usage(format!(
             "{message}\n(mod_wasm --help shows how to use it)"
         ))),
@@ -122,8 +147,24 @@ fn parse(args: Vec<OsString>) -> Result<Command, String> {
     match args.next().as_deref().and_then(OsStr::to_str) {
         Some("-h" | "--help" | "help") => return Ok(Command::Help),
         Some("serve") => {}
+        Some(build @ ("build-python" | "build-js")) => {
+            let rest: Vec<OsString> = args.collect();
+            let usage = if build == "build-js" {
+                build_js::USAGE
+            } else {
+                build_python::USAGE
+            };
+            if rest.iter().any(|arg| arg == "-h" || arg == "--help") {
+                return Ok(Command::BuildHelp(usage));
+            }
+            return if build == "build-js" {
+                build_js::parse(rest.into_iter()).map(Command::BuildJs)
+            } else {
+                build_python::parse(rest.into_iter()).map(Command::BuildPython)
+            };
+        }
         Some(other) => return Err(format!("unknown command {other:?}")),
-        None => return Err("which command? (serve)".to_owned()),
+        None => return Err("which command? (serve, build-python, build-js)".to_owned()),
     }
     let mut options = Options {
         port: DEFAULT_PORT,
@@ -272,7 +313,7 @@ fn serve(options: Options) -> Result<ExitCode, Failure> {
     // end this process before it has done so.
     apache::catch_stop_signals()
         .map_err(|e| Failure::other(format!("cannot catch signals: {e}")))?;
-    let run_dir = RunDir::create(children.is_some())
+    let run_dir = RunDir::create("mod_wasm-serve", children.is_some())
         .map_err(|e| Failure::other(format!("cannot create a temporary directory: {e}")))?;
     let conf = run_dir.path().join("httpd.conf");
     let listen = format!("{host}:{}", options.port);

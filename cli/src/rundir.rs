@@ -12,14 +12,14 @@ use std::path::{Path, PathBuf};
 pub struct RunDir(PathBuf);
 
 impl RunDir {
-    /// A new `mod_wasm-serve-XXXXXX` in `$TMPDIR` (or /tmp), 0700; 0755 when
+    /// A new `<prefix>-XXXXXX` in `$TMPDIR` (or /tmp), 0700; 0755 when
     /// `shared`, because Apache's children then run as another user.
-    pub fn create(shared: bool) -> io::Result<RunDir> {
+    pub fn create(prefix: &str, shared: bool) -> io::Result<RunDir> {
         let base = std::env::var_os("TMPDIR")
             .map(PathBuf::from)
             .filter(|dir| dir.is_absolute())
             .unwrap_or_else(|| PathBuf::from("/tmp"));
-        let template = base.join("mod_wasm-serve-XXXXXX");
+        let template = base.join(format!("{prefix}-XXXXXX"));
         let template = CString::new(template.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "TMPDIR has a NUL byte"))?;
         let mut bytes = template.into_bytes_with_nul();

@@ -38,13 +38,20 @@ impl LegacyState {
                 log,
                 LogKind::GuestStderr,
             ))))
-            // With blocking allowed on the current thread, preview1's
-            // `poll_oneoff` sleeps with `std::thread::sleep`: a sleeping
-            // guest would hold the request's runtime, its output and its
-            // WasmTimeout. File operations go to the runtime's blocking
-            // threads instead (set before the directories, which take it).
-            .allow_blocking_current_thread(false);
+            // The granted directories do their file operations on the
+            // request's own thread, as a component's do: handed to the
+            // runtime's blocking threads, each costs two thread switches,
+            // and an interpreter's start-up makes thousands (CPython's
+            // imports stat every entry of sys.path: Flask through CGI took
+            // 1.07 s that way, see docs/existing-apps.md). Each directory
+            // takes the setting as it is when granted.
+            .allow_blocking_current_thread(true);
         sandbox.grant_to(&mut wasi)?;
+        // For the context itself it is off: with it on, preview1's
+        // `poll_oneoff` sleeps with `std::thread::sleep`, and a sleeping
+        // guest would hold the request's runtime, its output and its
+        // WasmTimeout.
+        wasi.allow_blocking_current_thread(false);
         let mut wasi = wasi.build_p1();
         // As for components: a guest cannot make the host hold more than
         // this many open files, directories and streams.
