@@ -34,8 +34,9 @@ WASIP1_DIR = ROOT / "target/wasm32-wasip1/guest"
 LEGACY = WASIP1_DIR / "legacy_test_guest.wasm"
 APACHE = "/usr/sbin/apache2"
 MODULES = Path("/usr/lib/apache2/modules")
-# Generous: the Python and JavaScript examples take ~20 s each to compile.
-START_TIMEOUT = 180
+# Generous: the Python and JavaScript examples take ~20 s each to compile,
+# serially, and a fresh machine's first start reads everything cold.
+START_TIMEOUT = 300
 
 MPM_SETTINGS = {
     # One child with a few threads: every request lands in the same process,

@@ -13,10 +13,11 @@ from apache import ROOT, WASM_DIR, Site
 from http1 import request
 from streaming import MIB, pattern_upload
 
+CONFS = [ROOT / "examples/flask-app/flask-app.conf", ROOT / "examples/hono-app/hono-app.conf"]
 SITE = f"""
 Define MOD_WASM_WASM_DIR {WASM_DIR}
-Include {ROOT}/examples/flask-app/flask-app.conf
-Include {ROOT}/examples/hono-app/hono-app.conf
+Include {CONFS[0]}
+Include {CONFS[1]}
 <Location /fresh/flask>
     SetHandler wasm-handler
     WasmComponent {WASM_DIR}/flask_app.wasm
@@ -122,3 +123,14 @@ def test_an_exception_in_a_view_is_a_500_with_the_traceback_logged(apache, base,
     # The instance (reused or not) serves the next request.
     again = request(apache.port, "GET", f"{base}/users/1")
     assert again.status == 200
+
+
+def test_every_url_the_snippets_offer_answers(apache):
+    # Their "# try:" lines, which `make run` prints (test_examples.py checks
+    # the other examples').
+    paths = [line.removeprefix("# try:").strip() for conf in CONFS
+             for line in conf.read_text().splitlines() if line.startswith("# try:")]
+    assert len(paths) == 4, paths
+    for path in paths:
+        r = request(apache.port, "GET", path)
+        assert 200 <= r.status < 300, (path, r.status, r.body[:200])
