@@ -17,7 +17,7 @@ WASIP1_TARGET := wasm32-wasip1
 WASIP1_DIR   := target/$(WASIP1_TARGET)/guest
 WASM_DIR     := target/$(WASM_TARGET)/guest
 # Components written with guest-sdk, built by cargo for wasm32-wasip2.
-SDK_GUESTS   := hello json-api streaming upload-hash static-files proxy wws-reply visits-cart
+SDK_GUESTS   := hello json-api streaming upload-hash static-files proxy wws-reply visits-cart jwt-checker
 # Components written against WASI 0.3 with the wasip3 crate.
 WASI03_GUESTS := hello-wasi03
 HOST_LIB     := target/release/libmod_wasm_host.a
@@ -199,7 +199,7 @@ run: build
 
 test: build
 	$(CARGO) fmt --all --check
-	$(CARGO) test --release --locked -p mod-wasm-host -p mod-wasm-rules -p mod-wasm-guest -p mod-wasm-cli
+	$(CARGO) test --release --locked -p mod-wasm-host -p mod-wasm-rules -p mod-wasm-guest -p mod-wasm-cli -p jwt-checker
 	$(PYTHON) -m pytest tests/e2e
 
 lint: deps

@@ -192,7 +192,7 @@ static const char *authority(request_rec *r)
 
 /* A message the guest wrote through mod-wasm:host/log (wit/host.wit), at
  * the level it chose; LogLevel filters it like any of our messages. */
-static void guest_log(void *ctx, uint32_t level, const uint8_t *text, size_t len)
+void mw_guest_log(void *ctx, uint32_t level, const uint8_t *text, size_t len)
 {
     mw_exchange_ctx *x = ctx;
     request_rec *r = x->r;
@@ -208,8 +208,8 @@ static void guest_log(void *ctx, uint32_t level, const uint8_t *text, size_t len
  * line. Called from the instance's thread, maybe after
  * the request that passed `server` ended: ap_log_error with the virtual
  * host, which lives as long as the child, and nothing else. */
-static void section_log(const void *server, const uint8_t *place, size_t place_len,
-                        uint32_t kind, uint32_t level, const uint8_t *text, size_t len)
+void mw_section_log(const void *server, const uint8_t *place, size_t place_len,
+                    uint32_t kind, uint32_t level, const uint8_t *text, size_t len)
 {
     const char *what = "host";
     int at = APLOG_WARNING;
@@ -232,30 +232,20 @@ static void section_log(const void *server, const uint8_t *place, size_t place_l
                  (const char *)place, (int)len, (const char *)text);
 }
 
-int mw_serve_component(request_rec *r, const mw_dir_config *conf, const char *params)
+mw_request mw_request_view(request_rec *r, const mw_dir_config *conf, const char *params)
 {
     const apr_array_header_t *fields = apr_table_elts(r->headers_in);
     const apr_table_entry_t *field = (const apr_table_entry_t *)fields->elts;
     mw_header *headers = apr_palloc(r->pool, sizeof(*headers) * (fields->nelts + 1));
     size_t headers_len = 0;
-    mw_exchange_ctx *x = apr_pcalloc(r->pool, sizeof(*x));
-    mw_request request;
-    mw_sandbox sandbox = mw_sandbox_of(r, conf);
-    mw_exchange exchange;
-    mw_report report = {0};
-    char err[MW_ERROR_LEN] = "";
-    mw_result rv;
-    int i, status;
+    int i;
 
-    if ((status = mw_take_instance(r, conf)) != OK) {
-        return status;
-    }
     for (i = 0; i < fields->nelts; i++) {
         if (field[i].key) {
             headers[headers_len++] = (mw_header){bytes_of(field[i].key), bytes_of(field[i].val)};
         }
     }
-    request = (mw_request){
+    return (mw_request){
         .method = bytes_of(r->method),
         .scheme = bytes_of(ap_http_scheme(r)),
         .authority = bytes_of(authority(r)),
@@ -272,6 +262,23 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf, const char *pa
          * client's field of that name. */
         .route_params = bytes_of(params),
     };
+}
+
+int mw_serve_component(request_rec *r, const mw_dir_config *conf, const char *params)
+{
+    mw_exchange_ctx *x = apr_pcalloc(r->pool, sizeof(*x));
+    mw_request request;
+    mw_sandbox sandbox = mw_sandbox_of(r, conf);
+    mw_exchange exchange;
+    mw_report report = {0};
+    char err[MW_ERROR_LEN] = "";
+    mw_result rv;
+    int status;
+
+    if ((status = mw_take_instance(r, conf)) != OK) {
+        return status;
+    }
+    request = mw_request_view(r, conf, params);
     mw_exchange_init(x, r, conf);
     exchange = (mw_exchange){
         .ctx = x,
@@ -279,10 +286,10 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf, const char *pa
         .send_head = send_head,
         .send_data = send_data,
         .log = mw_log_line,
-        .guest_log = guest_log,
+        .guest_log = mw_guest_log,
         .request_trailers = mw_request_trailers,
         .send_trailers = mw_send_trailers,
-        .section_log = section_log,
+        .section_log = mw_section_log,
     };
 
     rv = mw_component_serve(conf->component, &request, &sandbox, &exchange, &report, err,

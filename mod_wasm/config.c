@@ -52,6 +52,14 @@ void *mw_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
     conf->where = guest->where;
     conf->section = guest->section;
     conf->stats = guest->stats;
+    /* A section's checker replaces the one around it, as its Require lines
+     * do (AuthMerging Off, Apache's default). */
+    guest = add->checker_set ? add : base;
+    conf->checker = guest->checker;
+    conf->checker_where = guest->checker_where;
+    conf->checker_section = guest->checker_section;
+    conf->checker_stats = guest->checker_stats;
+    conf->checker_set = guest->checker_set;
     if (add->max_instances) {
         conf->max_instances = add->max_instances;
         conf->in_use = add->in_use;
@@ -116,7 +124,7 @@ static const char *section_of(cmd_parms *cmd)
 }
 
 /* "WasmComponent <path> in <Location /app> at <file>:<line>" */
-static const char *where_of(cmd_parms *cmd, const char *path)
+const char *mw_where_of(cmd_parms *cmd, const char *path)
 {
     return apr_psprintf(cmd->pool, "%s %s in %s at %s:%d", cmd->cmd->name, path, section_of(cmd),
                         cmd->directive->filename, cmd->directive->line_num);
@@ -161,8 +169,8 @@ static const char *guest_path(cmd_parms *cmd, const char *arg, const void *other
 }
 
 /* After a guest was compiled (or found in a cache) for this directive. */
-static void log_compiled(cmd_parms *cmd, const char *path, mw_guest_kind kind,
-                         mw_outcome outcome)
+void mw_log_compiled(cmd_parms *cmd, const char *path, mw_guest_kind kind,
+                     mw_outcome outcome)
 {
     mw_bytes what = mw_guest_kind_describe(kind);
     static const char *const how[] = {
@@ -179,7 +187,7 @@ static void log_compiled(cmd_parms *cmd, const char *path, mw_guest_kind kind,
  * WasmCacheDir said so already. The default is under Apache's runtime
  * directory (DefaultRuntimeDir); if that cannot be used, start-up goes on
  * and every start compiles again. */
-static void decide_cache_dir(cmd_parms *cmd)
+void mw_decide_cache_dir(cmd_parms *cmd)
 {
     char err[MW_ERROR_LEN] = "";
     const char *dir;
@@ -301,14 +309,14 @@ static const char *set_component(cmd_parms *cmd, void *dir_conf, const char *arg
                             "WasmEnableCGI or WasmMapCGIFileNames, which apply to a "
                             "WasmModule (legacy mode) only", cmd->cmd->name);
     }
-    decide_cache_dir(cmd);
+    mw_decide_cache_dir(cmd);
     if (mw_host_add_component(current_host, (mw_bytes){(const uint8_t *)path, strlen(path)},
                               &conf->component, &outcome, err, sizeof(err)) != MW_RESULT_OK) {
         return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
     }
-    log_compiled(cmd, path, mw_component_guest_kind(conf->component), outcome);
+    mw_log_compiled(cmd, path, mw_component_guest_kind(conf->component), outcome);
     check_handler(cmd);
-    conf->where = where_of(cmd, path);
+    conf->where = mw_where_of(cmd, path);
     conf->section = cmd->path ? cmd->path : "/";
     conf->stats = stats_of(conf->section, path, mw_component_guest_kind(conf->component));
     return NULL;
@@ -354,18 +362,18 @@ static const char *set_module(cmd_parms *cmd, void *dir_conf, const char *arg)
         }
     }
     else {
-        decide_cache_dir(cmd);
+        mw_decide_cache_dir(cmd);
         rv = mw_host_add_module(current_host, bytes, &conf->module, &outcome, err, sizeof(err));
     }
     if (rv != MW_RESULT_OK) {
         return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
     }
     if (!in_htaccess(cmd)) {
-        log_compiled(cmd, path, MW_GUEST_KIND_MODULE, outcome);
+        mw_log_compiled(cmd, path, MW_GUEST_KIND_MODULE, outcome);
         check_handler(cmd);
     }
     conf->module_name = apr_filepath_name_get(path);
-    conf->where = where_of(cmd, path);
+    conf->where = mw_where_of(cmd, path);
     conf->section = cmd->path ? cmd->path : "/";
     conf->stats = stats_of(conf->section, path, MW_GUEST_KIND_MODULE);
     return NULL;
@@ -514,7 +522,7 @@ static const char *add_dir(cmd_parms *cmd, mw_dir_config *conf, const char *gues
     /* Checked once the children's User is known (an .htaccess file is read
      * by a child, which has it already). */
     if (!in_htaccess(cmd) && current_host) {
-        const char *place = where_of(cmd, path);
+        const char *place = mw_where_of(cmd, path);
         mw_host_note_grant(current_host, (mw_bytes){(const uint8_t *)path, strlen(path)},
                            (mw_bytes){(const uint8_t *)place, strlen(place)});
     }
@@ -657,7 +665,7 @@ static const char *set_file_routes(cmd_parms *cmd, void *dir_conf, int on)
         mw_add_route_root(cmd->path);
     }
     if (on && current_host) {
-        decide_cache_dir(cmd);
+        mw_decide_cache_dir(cmd);
         ready = mw_host_preload_routes(current_host,
                                        (mw_bytes){(const uint8_t *)cmd->path,
                                                   strlen(cmd->path)},
@@ -681,6 +689,10 @@ const command_rec mw_directives[] = {
     AP_INIT_TAKE1("WasmComponent", set_component, NULL, MW_ADMIN_ONLY,
                   "a WebAssembly component exporting wasi:http/incoming-handler "
                   "to serve requests handled by " MW_HANDLER_NAME),
+    AP_INIT_TAKE1("WasmAccessChecker", mw_set_access_checker, NULL, MW_ADMIN_ONLY,
+                  "a WebAssembly component that decides, after Apache's access control, "
+                  "whether a request goes on: a 2xx answer allows it, any other is the "
+                  "response; or Off"),
     AP_INIT_TAKE1("WasmModule", set_module, NULL, MW_LEGACY,
                   "a WASI preview1 module to run for each request handled by "
                   MW_HANDLER_NAME "; its stdout is the response"),

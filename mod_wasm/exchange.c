@@ -14,7 +14,7 @@
 
 APLOG_USE_MODULE(wasm);
 
-void mw_exchange_init(mw_exchange_ctx *x, request_rec *r, const mw_dir_config *conf)
+void mw_exchange_prepare(mw_exchange_ctx *x, request_rec *r, const mw_dir_config *conf)
 {
     x->r = r;
     x->conf = conf;
@@ -25,6 +25,11 @@ void mw_exchange_init(mw_exchange_ctx *x, request_rec *r, const mw_dir_config *c
     x->declared = -1;
     x->timeout = apr_time_from_msec(conf->timeout_ms ? conf->timeout_ms : MW_DEFAULT_TIMEOUT_MS);
     x->deadline = apr_time_now() + x->timeout;
+}
+
+void mw_exchange_init(mw_exchange_ctx *x, request_rec *r, const mw_dir_config *conf)
+{
+    mw_exchange_prepare(x, r, conf);
     ap_add_output_filter(MW_RESPONSE_FILTER, x, r, r->connection);
 }
 

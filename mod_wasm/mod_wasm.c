@@ -183,6 +183,9 @@ static void wasm_register_hooks(apr_pool_t *p)
     /* Before core's, which only walks what ours did not map. */
     ap_hook_map_to_storage(mw_map_route, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_fixups(mw_route_handler_fixup, NULL, NULL, APR_HOOK_LAST);
+    /* The first fixup, once Apache's own access control has allowed the
+     * request; a refusal is sent from there and ends the request. */
+    ap_hook_fixups(mw_check_access, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_handler(wasm_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(mw_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_register_output_filter(MW_RESPONSE_FILTER, mw_response_filter, NULL, AP_FTYPE_RESOURCE);

@@ -78,6 +78,15 @@ typedef struct {
     apr_array_header_t *dirs;      /* WasmDir, WasmMapDir: mw_dir           */
     apr_array_header_t *outgoing;  /* WasmAllowOutgoing:
                                     * const mw_outgoing_rule *              */
+    /* WasmAccessChecker (access.c): the component that decides, after
+     * Apache's own access control, whether a request goes on; with the
+     * description and counters of its directive. `checker_set` says this
+     * section named one or turned it Off (checker NULL). */
+    const mw_component *checker;
+    const char *checker_where;
+    const char *checker_section;
+    const mw_stats *checker_stats;
+    int checker_set;
     /* Components only. */
     apr_array_header_t *stores;    /* WasmKeyValue: const mw_kv_store *     */
     apr_array_header_t *config;    /* WasmConfigVar: mw_header              */
@@ -86,6 +95,14 @@ typedef struct {
 /* The configuration generation being read or served (config.c). */
 mw_host *mw_current_host(void);
 void mw_set_current_host(mw_host *host);
+
+/* What every directive that names a guest does (config.c): settle where
+ * compiled code is kept before the first compile, log the outcome, and
+ * describe the directive ("WasmComponent <path> in <Location /app> at
+ * <file>:<line>") for log lines. */
+void mw_decide_cache_dir(cmd_parms *cmd);
+void mw_log_compiled(cmd_parms *cmd, const char *path, mw_guest_kind kind, mw_outcome outcome);
+const char *mw_where_of(cmd_parms *cmd, const char *path);
 
 /* Directive table and per-directory config (config.c). */
 extern const command_rec mw_directives[];
@@ -130,6 +147,9 @@ typedef struct {
 
 /* Serving, in either mode (exchange.c). */
 void mw_exchange_init(mw_exchange_ctx *x, request_rec *r, const mw_dir_config *conf);
+/* The same for a guest whose answer is not the response (an access
+ * checker): nothing is added to the output filters. */
+void mw_exchange_prepare(mw_exchange_ctx *x, request_rec *r, const mw_dir_config *conf);
 /* Passes x->out down the output filters, never a body byte beyond the
  * declared length (MW_IO_FAILED, x->overran set, when it dropped some). */
 uint32_t mw_pass_out(mw_exchange_ctx *x);
@@ -170,6 +190,14 @@ int mw_note_target(request_rec *r);
 /* A map_to_storage hook that runs before all others and notes whether the
  * target was rewritten (component.c). */
 int mw_note_rewrite(request_rec *r);
+/* The request as the host gets it (component.c): views into r, valid for
+ * the request; conf->section is the guest's location, params a route's
+ * parameters or NULL. */
+mw_request mw_request_view(request_rec *r, const mw_dir_config *conf, const char *params);
+/* mw_exchange callbacks a component's log lines go through (component.c). */
+void mw_guest_log(void *ctx, uint32_t level, const uint8_t *text, size_t len);
+void mw_section_log(const void *server, const uint8_t *place, size_t place_len,
+                    uint32_t kind, uint32_t level, const uint8_t *text, size_t len);
 /* Serves r with the component of conf (component.c); params: a route's
  * parameters for the guest, or NULL. */
 int mw_serve_component(request_rec *r, const mw_dir_config *conf, const char *params);
@@ -190,6 +218,11 @@ typedef struct {
     const char *params; /* its [name] segments, form-urlencoded, or NULL   */
 } mw_route;
 const mw_route *mw_route_of(request_rec *r);
+
+/* WasmAccessChecker (access.c): the directive, and the fixup that runs the
+ * checker and sends its refusal instead of the content. */
+const char *mw_set_access_checker(cmd_parms *cmd, void *dir_conf, const char *arg);
+int mw_check_access(request_rec *r);
 
 /* The status page, SetHandler wasm-status (status.c). */
 #define MW_STATUS_HANDLER_NAME "wasm-status"

@@ -41,6 +41,11 @@ LoadModule http2_module {MODULES}/mod_http2.so
     SetHandler wasm-handler
     WasmComponent {WASM_DIR}/p3_test_guest.wasm
 </Location>
+<Location /checked>
+    SetHandler wasm-handler
+    WasmComponent {WASM_DIR}/hello.wasm
+    WasmAccessChecker {{guest}}
+</Location>
 """
 
 H2C = SITE + """
@@ -158,6 +163,17 @@ def test_guest_status_and_headers_come_through(site, tmp_path):
     # No body at all for 204, and no DATA frame that curl would complain of.
     r = curl(site, tmp_path, "/t/status?code=204")
     assert (r.status, r.body) == (204, b"")
+
+
+def test_an_access_checker_allows_and_refuses_over_http2(site, tmp_path):
+    r = curl(site, tmp_path, "/checked", "-H", "X-Verdict: allow")
+    assert (r.version, r.status) == ("2", 200) and b"Hello" in r.body, r
+    # The refusal's head and body as the checker wrote them, on a stream.
+    r = curl(site, tmp_path, "/checked", "-H", "X-Verdict: deny")
+    assert (r.version, r.status, r.body) == ("2", 403, b"refused by the checker\n"), r
+    assert r.all("x-checker") == [b"0.2"]
+    r = curl(site, tmp_path, "/checked", "-H", "X-Verdict: login")
+    assert r.status == 401 and r.all("www-authenticate") == [b'Bearer realm="test"'], r
 
 
 def test_a_large_streamed_response_arrives_byte_exact(site, tmp_path):

@@ -1,7 +1,10 @@
 """The examples' config snippets, included as `make run` includes them."""
 
+import base64
 import hashlib
+import hmac
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -351,3 +354,52 @@ def test_the_notes_examples_answer_500_and_log_where_the_store_is_not_granted(
     assert b"the store failed:" in r.body
     lines = apache.wait_for_log(f"store {location[1:]}: ")
     assert any("MW00051" in line for line in lines), lines
+
+
+def jwt(claims, secret=b"make-run-demo-secret", alg="HS256"):
+    """A token as any JWT library signs it."""
+    def part(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    signed = part(json.dumps({"alg": alg, "typ": "JWT"}).encode()) + "." + part(
+        json.dumps(claims).encode())
+    mac = hmac.new(secret, signed.encode(), hashlib.sha256).digest()
+    return signed + "." + part(mac)
+
+
+def bearer(token):
+    return [("Authorization", f"Bearer {token}")]
+
+
+def test_the_jwt_checker_lets_a_valid_token_through_to_the_static_file(apache):
+    report = (ROOT / "examples/jwt-checker/reports/q3.txt").read_bytes()
+    # The token of the example's "# try:" line.
+    conf = (ROOT / "examples/jwt-checker/jwt-checker.conf").read_text()
+    [token] = re.findall(r"Bearer ([\w-]+\.[\w-]+\.[\w-]+)", conf)
+    r = request(apache.port, "GET", "/reports/q3.txt", headers=bearer(token))
+    assert r.status == 200 and r.body == report, r
+    later = int(time.time()) + 600
+    r = request(apache.port, "GET", "/reports/q3.txt",
+                headers=bearer(jwt({"sub": "bo", "exp": later})))
+    assert r.status == 200 and r.body == report, r
+    log = "\n".join(apache.wait_for_log("jwt-checker: bo allowed"))
+    assert "jwt_checker.wasm" in log, log
+
+
+@pytest.mark.parametrize("headers, why", [
+    ([], None),
+    (bearer(jwt({"sub": "ada"}, secret=b"another secret")), "the signature is wrong"),
+    (bearer(jwt({"sub": "ada", "exp": 1_000_000_000})), "the token has expired"),
+    (bearer(jwt({"sub": "ada"}, alg="none")), "the algorithm is not HS256"),
+    (bearer("not.a.token"), "not a JWT"),
+])
+def test_the_jwt_checker_refuses_with_a_401_that_says_why(apache, headers, why):
+    r = request(apache.port, "GET", "/reports/q3.txt", headers=headers)
+    assert r.status == 401, r
+    challenge = r.header("www-authenticate").decode()
+    assert challenge.startswith('Bearer realm="/reports"'), challenge
+    if why is None:
+        assert r.body == b"a bearer token is required\n"
+    else:
+        assert f'error="invalid_token", error_description="{why}"' in challenge, challenge
+        assert r.body == f"the token is refused: {why}\n".encode()
+    assert b"revenue" not in r.body

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use wasi::http::types::{IncomingBody, IncomingRequest, Method, ResponseOutparam, Scheme};
 use wasi::io::streams::InputStream;
 
+mod checker;
 mod sandbox;
 use sandbox::*;
 
@@ -16,6 +17,9 @@ struct TestGuest;
 
 impl wasi::exports::http::incoming_handler::Guest for TestGuest {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let Some((request, out)) = checker::verdict(request, out) else {
+            return;
+        };
         let target = request.path_with_query().unwrap_or_default();
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         let op = path.rsplit('/').next().unwrap_or("");
@@ -106,10 +110,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The request as the guest saw it, one fact per line; header values in hex
-/// so that any byte survives the trip.
-fn echo(request: IncomingRequest, out: ResponseOutparam) {
-    let method = match request.method() {
+/// A method as it is spelled on the wire.
+pub(crate) fn method_name(method: Method) -> String {
+    match method {
         Method::Get => "GET".to_string(),
         Method::Head => "HEAD".to_string(),
         Method::Post => "POST".to_string(),
@@ -120,7 +123,13 @@ fn echo(request: IncomingRequest, out: ResponseOutparam) {
         Method::Trace => "TRACE".to_string(),
         Method::Patch => "PATCH".to_string(),
         Method::Other(other) => other,
-    };
+    }
+}
+
+/// The request as the guest saw it, one fact per line; header values in hex
+/// so that any byte survives the trip.
+fn echo(request: IncomingRequest, out: ResponseOutparam) {
+    let method = method_name(request.method());
     let scheme = match request.scheme() {
         Some(Scheme::Http) => "http".to_string(),
         Some(Scheme::Https) => "https".to_string(),

@@ -64,6 +64,29 @@ impl wasip3::exports::http::handler::Guest for Guest {
         };
         let number = |name: &str| -> u64 { param(name).parse().unwrap_or(0) };
         let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
+        // As a WasmAccessChecker: the verdict the test asked for.
+        let verdict = request.get_headers().get("x-verdict");
+        if let Some(verdict) = verdict.first() {
+            let (code, headers): (u16, &[(&str, &[u8])]) = match verdict.as_slice() {
+                b"allow" => (200, &[("wasm-auth-wasi", b"0.3")]),
+                _ => (403, &[("content-type", b"text/plain")]),
+            };
+            let fields: Vec<(String, Vec<u8>)> = headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_vec()))
+                .collect();
+            let fields = Fields::from_list(&fields).map_err(|_| ErrorCode::InternalError(None))?;
+            let response = respond(fields, |mut out, trailers_out| async move {
+                out.write_all(b"refused by a WASI 0.3 checker\n".to_vec())
+                    .await;
+                drop(out);
+                send_trailers(trailers_out, None).await;
+            })?;
+            response
+                .set_status_code(code)
+                .map_err(|()| ErrorCode::InternalError(None))?;
+            return Ok(response);
+        }
         match last.as_str() {
             // How many requests this instance has served, this one included.
             "count" => text_response(format!("count {served}\n")),
