@@ -124,7 +124,7 @@ static const char *section_of(cmd_parms *cmd)
 }
 
 /* "WasmComponent <path> in <Location /app> at <file>:<line>" */
-const char *mw_where_of(cmd_parms *cmd, const char *path)
+static const char *where_of(cmd_parms *cmd, const char *path)
 {
     return apr_psprintf(cmd->pool, "%s %s in %s at %s:%d", cmd->cmd->name, path, section_of(cmd),
                         cmd->directive->filename, cmd->directive->line_num);
@@ -147,9 +147,9 @@ static void note_htaccess_grant(cmd_parms *cmd, mw_dir_config *conf)
     note_htaccess(cmd, &conf->htaccess_grant);
 }
 
-/* The checks WasmComponent and WasmModule share: the path (relative to
+/* The checks every directive naming a guest shares: the path (relative to
  * ServerRoot) in *path, or an error. `other` is the guest the section must
- * not have already. */
+ * not have already, or NULL. */
 static const char *guest_path(cmd_parms *cmd, const char *arg, const void *other,
                               const char **path)
 {
@@ -169,8 +169,8 @@ static const char *guest_path(cmd_parms *cmd, const char *arg, const void *other
 }
 
 /* After a guest was compiled (or found in a cache) for this directive. */
-void mw_log_compiled(cmd_parms *cmd, const char *path, mw_guest_kind kind,
-                     mw_outcome outcome)
+static void log_compiled(cmd_parms *cmd, const char *path, mw_guest_kind kind,
+                         mw_outcome outcome)
 {
     mw_bytes what = mw_guest_kind_describe(kind);
     static const char *const how[] = {
@@ -187,7 +187,7 @@ void mw_log_compiled(cmd_parms *cmd, const char *path, mw_guest_kind kind,
  * WasmCacheDir said so already. The default is under Apache's runtime
  * directory (DefaultRuntimeDir); if that cannot be used, start-up goes on
  * and every start compiles again. */
-void mw_decide_cache_dir(cmd_parms *cmd)
+static void decide_cache_dir(cmd_parms *cmd)
 {
     char err[MW_ERROR_LEN] = "";
     const char *dir;
@@ -291,14 +291,34 @@ static void check_handler(cmd_parms *cmd)
                            "in it or around it)");
 }
 
+/* What WasmComponent and WasmAccessChecker do once the path is checked:
+ * compile the component (or find it in a cache), log how, and describe
+ * the directive for log lines and the status page. */
+static const char *add_component(cmd_parms *cmd, const char *path,
+                                 const mw_component **component, const char **where,
+                                 const char **section, const mw_stats **stats)
+{
+    mw_outcome outcome;
+    char err[MW_ERROR_LEN] = "";
+
+    decide_cache_dir(cmd);
+    if (mw_host_add_component(current_host, (mw_bytes){(const uint8_t *)path, strlen(path)},
+                              component, &outcome, err, sizeof(err)) != MW_RESULT_OK) {
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
+    }
+    log_compiled(cmd, path, mw_component_guest_kind(*component), outcome);
+    *where = where_of(cmd, path);
+    *section = cmd->path ? cmd->path : "/";
+    *stats = stats_of(*section, path, mw_component_guest_kind(*component));
+    return NULL;
+}
+
 /* WasmComponent <path>: validated and compiled right here, so that a bad
  * file stops start-up (and `apachectl -t`) with this file and line. */
 static const char *set_component(cmd_parms *cmd, void *dir_conf, const char *arg)
 {
     mw_dir_config *conf = dir_conf;
     const char *path, *why = guest_path(cmd, arg, conf->module, &path);
-    mw_outcome outcome;
-    char err[MW_ERROR_LEN] = "";
 
     if (why) {
         return why;
@@ -309,17 +329,30 @@ static const char *set_component(cmd_parms *cmd, void *dir_conf, const char *arg
                             "WasmEnableCGI or WasmMapCGIFileNames, which apply to a "
                             "WasmModule (legacy mode) only", cmd->cmd->name);
     }
-    mw_decide_cache_dir(cmd);
-    if (mw_host_add_component(current_host, (mw_bytes){(const uint8_t *)path, strlen(path)},
-                              &conf->component, &outcome, err, sizeof(err)) != MW_RESULT_OK) {
-        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
+    if ((why = add_component(cmd, path, &conf->component, &conf->where, &conf->section,
+                             &conf->stats))) {
+        return why;
     }
-    mw_log_compiled(cmd, path, mw_component_guest_kind(conf->component), outcome);
     check_handler(cmd);
-    conf->where = mw_where_of(cmd, path);
-    conf->section = cmd->path ? cmd->path : "/";
-    conf->stats = stats_of(conf->section, path, mw_component_guest_kind(conf->component));
     return NULL;
+}
+
+/* WasmAccessChecker <path>|Off (access.c runs it): compiled here too. */
+static const char *set_access_checker(cmd_parms *cmd, void *dir_conf, const char *arg)
+{
+    mw_dir_config *conf = dir_conf;
+    const char *path, *why;
+
+    conf->checker_set = 1;
+    if (strcasecmp(arg, "off") == 0) {
+        conf->checker = NULL;
+        return NULL;
+    }
+    if ((why = guest_path(cmd, arg, NULL, &path))) {
+        return why;
+    }
+    return add_component(cmd, path, &conf->checker, &conf->checker_where,
+                         &conf->checker_section, &conf->checker_stats);
 }
 
 static apr_status_t release_module(void *module)
@@ -362,18 +395,18 @@ static const char *set_module(cmd_parms *cmd, void *dir_conf, const char *arg)
         }
     }
     else {
-        mw_decide_cache_dir(cmd);
+        decide_cache_dir(cmd);
         rv = mw_host_add_module(current_host, bytes, &conf->module, &outcome, err, sizeof(err));
     }
     if (rv != MW_RESULT_OK) {
         return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
     }
     if (!in_htaccess(cmd)) {
-        mw_log_compiled(cmd, path, MW_GUEST_KIND_MODULE, outcome);
+        log_compiled(cmd, path, MW_GUEST_KIND_MODULE, outcome);
         check_handler(cmd);
     }
     conf->module_name = apr_filepath_name_get(path);
-    conf->where = mw_where_of(cmd, path);
+    conf->where = where_of(cmd, path);
     conf->section = cmd->path ? cmd->path : "/";
     conf->stats = stats_of(conf->section, path, MW_GUEST_KIND_MODULE);
     return NULL;
@@ -522,7 +555,7 @@ static const char *add_dir(cmd_parms *cmd, mw_dir_config *conf, const char *gues
     /* Checked once the children's User is known (an .htaccess file is read
      * by a child, which has it already). */
     if (!in_htaccess(cmd) && current_host) {
-        const char *place = mw_where_of(cmd, path);
+        const char *place = where_of(cmd, path);
         mw_host_note_grant(current_host, (mw_bytes){(const uint8_t *)path, strlen(path)},
                            (mw_bytes){(const uint8_t *)place, strlen(place)});
     }
@@ -665,7 +698,7 @@ static const char *set_file_routes(cmd_parms *cmd, void *dir_conf, int on)
         mw_add_route_root(cmd->path);
     }
     if (on && current_host) {
-        mw_decide_cache_dir(cmd);
+        decide_cache_dir(cmd);
         ready = mw_host_preload_routes(current_host,
                                        (mw_bytes){(const uint8_t *)cmd->path,
                                                   strlen(cmd->path)},
@@ -689,7 +722,7 @@ const command_rec mw_directives[] = {
     AP_INIT_TAKE1("WasmComponent", set_component, NULL, MW_ADMIN_ONLY,
                   "a WebAssembly component exporting wasi:http/incoming-handler "
                   "to serve requests handled by " MW_HANDLER_NAME),
-    AP_INIT_TAKE1("WasmAccessChecker", mw_set_access_checker, NULL, MW_ADMIN_ONLY,
+    AP_INIT_TAKE1("WasmAccessChecker", set_access_checker, NULL, MW_ADMIN_ONLY,
                   "a WebAssembly component that decides, after Apache's access control, "
                   "whether a request goes on: a 2xx answer allows it, any other is the "
                   "response; or Off"),

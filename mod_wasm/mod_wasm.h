@@ -96,14 +96,6 @@ typedef struct {
 mw_host *mw_current_host(void);
 void mw_set_current_host(mw_host *host);
 
-/* What every directive that names a guest does (config.c): settle where
- * compiled code is kept before the first compile, log the outcome, and
- * describe the directive ("WasmComponent <path> in <Location /app> at
- * <file>:<line>") for log lines. */
-void mw_decide_cache_dir(cmd_parms *cmd);
-void mw_log_compiled(cmd_parms *cmd, const char *path, mw_guest_kind kind, mw_outcome outcome);
-const char *mw_where_of(cmd_parms *cmd, const char *path);
-
 /* Directive table and per-directory config (config.c). */
 extern const command_rec mw_directives[];
 void *mw_create_dir_config(apr_pool_t *p, char *dir);
@@ -219,9 +211,8 @@ typedef struct {
 } mw_route;
 const mw_route *mw_route_of(request_rec *r);
 
-/* WasmAccessChecker (access.c): the directive, and the fixup that runs the
- * checker and sends its refusal instead of the content. */
-const char *mw_set_access_checker(cmd_parms *cmd, void *dir_conf, const char *arg);
+/* WasmAccessChecker (access.c): the fixup that runs the checker and sends
+ * its refusal instead of the content. */
 int mw_check_access(request_rec *r);
 
 /* The status page, SetHandler wasm-status (status.c). */

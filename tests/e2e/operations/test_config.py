@@ -59,6 +59,21 @@ def test_bad_component_stops_start_up_naming_file_line_and_path(tmp_path, case):
         server.cleanup()
 
 
+def test_a_bad_access_checker_stops_start_up_naming_file_line_and_path(tmp_path):
+    path = write(tmp_path, "checker.wasm", b"hello, not wasm\n")
+    server = Apache(f"<Location /x>\n    WasmAccessChecker {path}\n</Location>\n",
+                    name="bad-checker")
+    try:
+        lines = server.config_text().splitlines()
+        line = next(i for i, text in enumerate(lines, 1) if "WasmAccessChecker" in text)
+        for output in (server.configtest()[1], start_failure(server)):
+            assert f"line {line} of {server.conf}" in output, output
+            assert f"WasmAccessChecker: {path}" in output, output
+            assert "is not a WebAssembly file" in output, output
+    finally:
+        server.cleanup()
+
+
 def start_failure(server):
     with pytest.raises(ConfigError) as refused:
         server.start()
@@ -105,6 +120,9 @@ def test_one_file_in_many_locations_is_compiled_once():
 @pytest.mark.allow_log("not allowed here")
 @pytest.mark.parametrize("directive", [
     f"WasmComponent {HELLO}",
+    # What guards a directory is the administrator's.
+    f"WasmAccessChecker {HELLO}",
+    "WasmAccessChecker Off",
     # Limits and network grants: a content author must not widen what a
     # guest may do. (The legacy directives, WasmDir and WasmEnv included,
     # are allowed under AllowOverride Options, as they were in the original
