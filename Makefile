@@ -19,7 +19,7 @@ WASM_DIR     := target/$(WASM_TARGET)/guest
 # Components written with guest-sdk, built by cargo for wasm32-wasip2.
 SDK_GUESTS   := hello json-api streaming upload-hash static-files proxy wws-reply visits-cart jwt-checker
 # Components written against WASI 0.3 with the wasip3 crate.
-WASI03_GUESTS := hello-wasi03
+WASI03_GUESTS := hello-wasi03 security-headers json-rewrite
 HOST_LIB     := target/release/libmod_wasm_host.a
 MODULE       := target/apache/mod_wasm.so
 # C guests: Debian's clang and wasi-libc (installed by scripts/install-deps).
@@ -63,7 +63,7 @@ guests: deps $(WASM_DIR)/python_hello.wasm $(WASM_DIR)/python_hello_wasi03.wasm 
 	    $(WASM_DIR)/python_notes.wasm $(WASM_DIR)/js_notes.wasm target/cargo-component/hello.wasm \
 	    $(WASM_DIR)/flask_app.wasm $(WASM_DIR)/hono_app.wasm
 	$(CARGO) build --profile guest --locked --target $(WASM_TARGET) $(SDK_GUESTS:%=-p %) -p test-guest \
-	    -p sdk-test-guest -p hostile-guest -p p3-test-guest -p state-test-guest $(WASI03_GUESTS:%=-p %)
+	    -p sdk-test-guest -p hostile-guest -p p3-test-guest -p state-test-guest -p middleware-test-guest $(WASI03_GUESTS:%=-p %)
 	$(CARGO) build --profile guest --locked --target $(WASIP1_TARGET) -p legacy-hello -p cgi-echo \
 	    -p list-dir -p legacy-test-guest -p hostile-cgi
 	clang $(C_GUEST_CFLAGS) -o $(WASIP1_DIR)/c_cgi.wasm examples/c-cgi/cgi.c
@@ -199,14 +199,14 @@ run: build
 
 test: build
 	$(CARGO) fmt --all --check
-	$(CARGO) test --release --locked -p mod-wasm-host -p mod-wasm-rules -p mod-wasm-guest -p mod-wasm-cli -p jwt-checker
+	$(CARGO) test --release --locked -p mod-wasm-host -p mod-wasm-rules -p mod-wasm-guest -p mod-wasm-cli -p jwt-checker -p json-rewrite
 	$(PYTHON) -m pytest tests/e2e
 
 lint: deps
 	$(PYTHON) scripts/check-module-cycles host/src rules/src cli/src guest-sdk/src
 	$(CARGO) clippy --release --locked -p mod-wasm-host -p mod-wasm-rules -p mod-wasm-cli --all-targets -- -D warnings
 	$(CARGO) clippy --profile guest --locked --target $(WASM_TARGET) -p mod-wasm-guest $(SDK_GUESTS:%=-p %) \
-	    -p test-guest -p sdk-test-guest -p hostile-guest -p p3-test-guest -p state-test-guest $(WASI03_GUESTS:%=-p %) \
+	    -p test-guest -p sdk-test-guest -p hostile-guest -p p3-test-guest -p state-test-guest -p middleware-test-guest $(WASI03_GUESTS:%=-p %) \
 	    -- -D warnings
 	$(CARGO) clippy --release --locked -p mod-wasm-guest -p mod-wasm-guest-macro --all-targets -- -D warnings
 	$(CARGO) clippy --profile guest --locked --target $(WASIP1_TARGET) -p legacy-hello -p cgi-echo \

@@ -21,8 +21,8 @@ static mw_bytes bytes_of(const char *s)
 }
 
 /* Puts the guest's status and headers on the request. */
-static uint32_t send_head(void *ctx, uint16_t status, const mw_header *headers,
-                          size_t headers_len)
+uint32_t mw_send_head(void *ctx, uint16_t status, const mw_header *headers,
+                     size_t headers_len)
 {
     mw_exchange_ctx *x = ctx;
     request_rec *r = x->r;
@@ -79,7 +79,7 @@ static uint32_t send_head(void *ctx, uint16_t status, const mw_header *headers,
 /* Passes a piece of the body on. HEAD requests run the guest and pass its
  * body as for GET, so that the headers are those of GET (no made-up
  * Content-Length: 0); Apache's HTTP header filter drops the body. */
-static uint32_t send_data(void *ctx, const uint8_t *data, size_t data_len, bool flush)
+uint32_t mw_send_data(void *ctx, const uint8_t *data, size_t data_len, bool flush)
 {
     mw_exchange_ctx *x = ctx;
     apr_bucket_alloc_t *alloc = x->r->connection->bucket_alloc;
@@ -283,8 +283,8 @@ int mw_serve_component(request_rec *r, const mw_dir_config *conf, const char *pa
     exchange = (mw_exchange){
         .ctx = x,
         .read_body = mw_read_body,
-        .send_head = send_head,
-        .send_data = send_data,
+        .send_head = mw_send_head,
+        .send_data = mw_send_data,
         .log = mw_log_line,
         .guest_log = mw_guest_log,
         .request_trailers = mw_request_trailers,

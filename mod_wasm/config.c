@@ -34,6 +34,7 @@ void *mw_create_dir_config(apr_pool_t *p, char *dir)
     conf->outgoing = apr_array_make(p, 0, sizeof(const mw_outgoing_rule *));
     conf->stores = apr_array_make(p, 0, sizeof(const mw_kv_store *));
     conf->config = apr_array_make(p, 0, sizeof(mw_header));
+    conf->middlewares = apr_array_make(p, 0, sizeof(mw_layer));
     return conf;
 }
 
@@ -60,6 +61,12 @@ void *mw_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
     conf->checker_section = guest->checker_section;
     conf->checker_stats = guest->checker_stats;
     conf->checker_set = guest->checker_set;
+    /* Middlewares nest: a section's go inside those around it, unless it
+     * said WasmMiddleware Off. */
+    conf->middlewares = add->middlewares_off
+                            ? add->middlewares
+                            : apr_array_append(p, base->middlewares, add->middlewares);
+    conf->middlewares_off = add->middlewares_off;
     if (add->max_instances) {
         conf->max_instances = add->max_instances;
         conf->in_use = add->in_use;
@@ -353,6 +360,35 @@ static const char *set_access_checker(cmd_parms *cmd, void *dir_conf, const char
     }
     return add_component(cmd, path, &conf->checker, &conf->checker_where,
                          &conf->checker_section, &conf->checker_stats);
+}
+
+/* WasmMiddleware <path>|Off (middleware.c runs them): a WASI 0.3
+ * component, compiled here too, around whatever serves the section. */
+static const char *add_middleware(cmd_parms *cmd, void *dir_conf, const char *arg)
+{
+    mw_dir_config *conf = dir_conf;
+    mw_layer *layer;
+    const char *path, *why;
+
+    if (strcasecmp(arg, "off") == 0) {
+        conf->middlewares_off = 1;
+        apr_array_clear(conf->middlewares);
+        return NULL;
+    }
+    if ((why = guest_path(cmd, arg, NULL, &path))) {
+        return why;
+    }
+    layer = apr_array_push(conf->middlewares);
+    if ((why = add_component(cmd, path, &layer->component, &layer->where, &layer->section,
+                             &layer->stats))) {
+        return why;
+    }
+    if (mw_component_guest_kind(layer->component) != MW_GUEST_KIND_COMPONENT03) {
+        return apr_psprintf(cmd->pool, "%s: %s is a WASI 0.2 component; a middleware is a "
+                            "WASI 0.3 component (world wasi:http/middleware, which imports "
+                            "and exports wasi:http/handler@0.3.0)", cmd->cmd->name, path);
+    }
+    return NULL;
 }
 
 static apr_status_t release_module(void *module)
@@ -726,6 +762,9 @@ const command_rec mw_directives[] = {
                   "a WebAssembly component that decides, after Apache's access control, "
                   "whether a request goes on: a 2xx answer allows it, any other is the "
                   "response; or Off"),
+    AP_INIT_TAKE1("WasmMiddleware", add_middleware, NULL, MW_ADMIN_ONLY,
+                  "a WASI 0.3 component (world wasi:http/middleware) around whatever "
+                  "serves the section, inside those of the sections around it; or Off"),
     AP_INIT_TAKE1("WasmModule", set_module, NULL, MW_LEGACY,
                   "a WASI preview1 module to run for each request handled by "
                   MW_HANDLER_NAME "; its stdout is the response"),

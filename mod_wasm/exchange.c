@@ -126,6 +126,13 @@ static void keep_to_declared(mw_exchange_ctx *x)
     x->body_sent += len;
 }
 
+/* Where the response goes: down all of the request's output filters, or,
+ * for a middleware, below the filter that takes what it wraps. */
+static ap_filter_t *out_filters(const mw_exchange_ctx *x)
+{
+    return x->out_after ? x->out_after->next : x->r->output_filters;
+}
+
 /* While the guest runs, a client that does not read holds its instance:
  * a write may wait for the socket as long as the request's WasmTimeout has
  * left, not Apache's Timeout if that is longer. The core output filter
@@ -147,7 +154,7 @@ static apr_status_t pass_within_deadline(mw_exchange_ctx *x)
     if (shortened) {
         apr_socket_timeout_set(s, left > 0 ? left : 1);
     }
-    rv = ap_pass_brigade(x->r->output_filters, x->out);
+    rv = ap_pass_brigade(out_filters(x), x->out);
     if (shortened) {
         apr_socket_timeout_set(s, before);
     }
@@ -163,7 +170,7 @@ static uint32_t pass(mw_exchange_ctx *x, int bounded)
     apr_status_t rv;
 
     keep_to_declared(x);
-    rv = bounded ? pass_within_deadline(x) : ap_pass_brigade(x->r->output_filters, x->out);
+    rv = bounded ? pass_within_deadline(x) : ap_pass_brigade(out_filters(x), x->out);
     apr_brigade_cleanup(x->out);
     x->passed = 1;
     if (x->r->connection->aborted) {
@@ -208,7 +215,8 @@ uint32_t mw_read_body(void *ctx, uint8_t *buf, size_t buf_len, size_t *read_out)
     while (!x->body_done) {
         apr_size_t len = buf_len;
         apr_bucket *b;
-        apr_status_t rv = ap_get_brigade(r->input_filters, x->in, AP_MODE_READBYTES,
+        apr_status_t rv = ap_get_brigade(x->in_after ? x->in_after->next : r->input_filters,
+                                         x->in, AP_MODE_READBYTES,
                                          APR_BLOCK_READ, buf_len);
         if (rv == APR_SUCCESS) {
             for (b = APR_BRIGADE_FIRST(x->in); b != APR_BRIGADE_SENTINEL(x->in);

@@ -186,9 +186,18 @@ static void wasm_register_hooks(apr_pool_t *p)
     /* The first fixup, once Apache's own access control has allowed the
      * request; a refusal is sent from there and ends the request. */
     ap_hook_fixups(mw_check_access, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    /* Before every handler: the middlewares start, and decline to the
+     * real handler once they all called it. */
+    ap_hook_handler(mw_run_middlewares, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_handler(wasm_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(mw_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_register_output_filter(MW_RESPONSE_FILTER, mw_response_filter, NULL, AP_FTYPE_RESOURCE);
+    /* Below the content filters a handler's response runs through (an
+     * include), above those of the response as a whole (deflate, Header). */
+    ap_register_output_filter(MW_MIDDLEWARE_OUT_FILTER, mw_middleware_out_filter, NULL,
+                              AP_FTYPE_CONTENT_SET - 1);
+    ap_register_input_filter(MW_MIDDLEWARE_IN_FILTER, mw_middleware_in_filter, NULL,
+                             AP_FTYPE_RESOURCE);
     /* Right after httpd's chunk filter (AP_FTYPE_TRANSCODE), before any
      * connection filter (TLS). */
     ap_register_output_filter(MW_TRAILERS_FILTER, mw_trailers_filter, NULL,

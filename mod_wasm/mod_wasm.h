@@ -87,10 +87,24 @@ typedef struct {
     const char *checker_section;
     const mw_stats *checker_stats;
     int checker_set;
+    /* WasmMiddleware (middleware.c): the WASI 0.3 components around
+     * whatever serves the request, outermost first (mw_layer); with
+     * `middlewares_off`, this section's list replaces the one around it. */
+    apr_array_header_t *middlewares;
+    int middlewares_off;
     /* Components only. */
     apr_array_header_t *stores;    /* WasmKeyValue: const mw_kv_store *     */
     apr_array_header_t *config;    /* WasmConfigVar: mw_header              */
 } mw_dir_config;
+
+/* One WasmMiddleware: its component, with the description and counters of
+ * its directive. */
+typedef struct {
+    const mw_component *component;
+    const char *where;
+    const char *section;
+    const mw_stats *stats;
+} mw_layer;
 
 /* The configuration generation being read or served (config.c). */
 mw_host *mw_current_host(void);
@@ -132,6 +146,11 @@ typedef struct {
     apr_interval_time_t timeout; /* WasmTimeout                            */
     apr_time_t deadline;     /* when it runs out: writes to the client while
                               * the guest runs end then, as the guest does  */
+    ap_filter_t *out_after;  /* the response goes to this filter's next one
+                              * (a middleware's, below the filter that
+                              * takes what it wraps), else down all of
+                              * r->output_filters                          */
+    ap_filter_t *in_after;   /* likewise, where the request body is read    */
     const char *write_limit; /* the limit a write to the client ran into
                               * ("WasmTimeout", "Timeout"), or NULL         */
     apr_interval_time_t write_limit_time; /* and its length                 */
@@ -186,6 +205,10 @@ int mw_note_rewrite(request_rec *r);
  * the request; conf->section is the guest's location, params a route's
  * parameters or NULL. */
 mw_request mw_request_view(request_rec *r, const mw_dir_config *conf, const char *params);
+/* mw_exchange callbacks that put a component's head on r and pass its body
+ * down the output filters (component.c). */
+uint32_t mw_send_head(void *ctx, uint16_t status, const mw_header *headers, size_t headers_len);
+uint32_t mw_send_data(void *ctx, const uint8_t *data, size_t data_len, bool flush);
 /* mw_exchange callbacks a component's log lines go through (component.c). */
 void mw_guest_log(void *ctx, uint32_t level, const uint8_t *text, size_t len);
 void mw_section_log(const void *server, const uint8_t *place, size_t place_len,
@@ -214,6 +237,17 @@ const mw_route *mw_route_of(request_rec *r);
 /* WasmAccessChecker (access.c): the fixup that runs the checker and sends
  * its refusal instead of the content. */
 int mw_check_access(request_rec *r);
+
+/* WasmMiddleware (middleware.c): the handler that runs before every other
+ * and starts the request's middlewares, and the filters that hand what the
+ * real handler serves to them and the body they pass on to it. */
+int mw_run_middlewares(request_rec *r);
+#define MW_MIDDLEWARE_OUT_FILTER "WASM_MIDDLEWARE_OUT"
+#define MW_MIDDLEWARE_IN_FILTER "WASM_MIDDLEWARE_IN"
+apr_status_t mw_middleware_out_filter(ap_filter_t *f, apr_bucket_brigade *bb);
+apr_status_t mw_middleware_in_filter(ap_filter_t *f, apr_bucket_brigade *bb,
+                                     ap_input_mode_t mode, apr_read_type_e block,
+                                     apr_off_t readbytes);
 
 /* The status page, SetHandler wasm-status (status.c). */
 #define MW_STATUS_HANDLER_NAME "wasm-status"

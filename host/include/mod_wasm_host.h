@@ -241,6 +241,9 @@ typedef struct mw_host mw_host;
 // A declared store (opaque), as a section holds it.
 typedef struct mw_kv_store mw_kv_store;
 
+// One request's middleware; opaque to C.
+typedef struct mw_middleware mw_middleware;
+
 // A module of a generation (opaque). Valid as long as its host.
 typedef struct mw_module mw_module;
 
@@ -421,6 +424,23 @@ typedef struct mw_report {
   // The most linear memory the guest held at once, in bytes.
   uint64_t peak_memory;
 } mw_report;
+
+// The request a middleware passes on to the next handler: views into the
+// middleware's memory, valid until its next call.
+typedef struct mw_next_request {
+  // The method; NULL `ptr` when the guest answered by itself and there
+  // is no next handler to run.
+  struct mw_bytes method;
+  // The path and query.
+  struct mw_bytes target;
+  // The header fields.
+  const struct mw_header *headers;
+  // The number of header fields.
+  size_t headers_len;
+  // The guest gives the next handler a body: read it with
+  // `mw_middleware_read_body`.
+  bool body;
+} mw_next_request;
 
 // How a module is started for one request; views valid for the call.
 typedef struct mw_invocation {
@@ -678,6 +698,93 @@ size_t mw_host_check_kv_stores(const struct mw_host *host,
                                uint32_t gid,
                                void *ctx,
                                void (*unsafe_file)(void *ctx, struct mw_bytes why));
+
+// Starts `component` (a WASI 0.3 component) as a middleware for
+// `request`, and runs it until it calls the next handler or answers by
+// itself: `*next_out` says which. Its response goes through `exchange`'s
+// callbacks, during this call or any later one. On success `*out` is the
+// middleware, to be ended with `mw_middleware_finish` (or, if the request
+// ends first, `mw_middleware_free`).
+//
+// # Safety
+// As for `mw_component_serve`; `exchange` (and its `ctx`) must also stay
+// valid until the middleware is finished or freed.
+mw_result mw_middleware_start(const struct mw_component *component,
+                              const struct mw_request *request,
+                              const struct mw_sandbox *sandbox,
+                              const struct mw_exchange *exchange,
+                              struct mw_middleware **out,
+                              struct mw_next_request *next_out,
+                              char *err,
+                              size_t err_len);
+
+// The next handler's status and headers, for the guest. `MW_IO_FAILED`
+// when the guest no longer waits for them.
+//
+// # Safety
+// `middleware` is live; `headers` points to `headers_len` fields.
+uint32_t mw_middleware_backend_head(struct mw_middleware *middleware,
+                                    uint16_t status,
+                                    const struct mw_header *headers,
+                                    size_t headers_len);
+
+// A piece of the next handler's body, handed over once the guest asks for
+// it (this waits until then, serving the guest meanwhile). `MW_IO_FAILED`
+// when the guest no longer reads it: the rest goes nowhere.
+//
+// # Safety
+// `middleware` is live; `data` points to `data_len` bytes.
+uint32_t mw_middleware_backend_data(struct mw_middleware *middleware,
+                                    const uint8_t *data,
+                                    size_t data_len);
+
+// The next handler is done; `ok` false: its response broke off.
+//
+// # Safety
+// `middleware` is live.
+void mw_middleware_backend_end(struct mw_middleware *middleware, bool ok);
+
+// Refuses the guest's call of the next handler: the call fails with an
+// internal error saying `why` (NUL-terminated), and the guest's answer is
+// the content.
+//
+// # Safety
+// `middleware` is live; `why` is a NUL-terminated string.
+void mw_middleware_refuse_next(struct mw_middleware *middleware, const char *why);
+
+// Reads the body the guest passed on to the next handler: at most
+// `buf_len` bytes into `buf`, `*read_out` 0 at its end.
+//
+// # Safety
+// `middleware` is live; `buf` has room for `buf_len` bytes.
+uint32_t mw_middleware_read_body(struct mw_middleware *middleware,
+                                 uint8_t *buf,
+                                 size_t buf_len,
+                                 size_t *read_out);
+
+// Whether the guest has answered: its head went through `send_head`.
+//
+// # Safety
+// `middleware` is live.
+bool mw_middleware_answered(const struct mw_middleware *middleware);
+
+// Serves the guest to its end and frees the middleware; the result and
+// the report as for `mw_component_serve`.
+//
+// # Safety
+// `middleware` came from `mw_middleware_start` and is not used after.
+mw_result mw_middleware_finish(struct mw_middleware *middleware,
+                               struct mw_report *report,
+                               char *err,
+                               size_t err_len);
+
+// Frees a middleware the request no longer finishes (it ended first):
+// its guest is stopped.
+//
+// # Safety
+// `middleware` came from `mw_middleware_start`, or is NULL; it is not
+// used after.
+void mw_middleware_free(struct mw_middleware *middleware);
 
 // Validates and compiles the WASI preview1 module at `path` (absolute), or
 // reuses the entry of an earlier call for the same file, as

@@ -44,6 +44,9 @@ impl ComponentLinker {
             wasmtime_wasi::p3::add_to_linker(&mut linker)?;
             crate::symlinks::refuse_in_components03(&mut linker)?;
             wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+            // The middleware world's import; WasmMiddleware gives it a
+            // next handler, WasmComponent an error code.
+            super::next::add_to_linker(&mut linker)?;
         }
         super::apache::add_to_linker(&mut linker)?;
         super::keyvalue::add_to_linker(&mut linker)?;

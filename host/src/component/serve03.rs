@@ -9,7 +9,7 @@
 //! instead, on a thread of its own ([`super::shared03`]).
 
 use super::serve::{Call, new_store, poll_once, send_trailers};
-use super::{RequestBody, RequestFacts, RequestState};
+use super::{RequestFacts, RequestState};
 use crate::log::RequestLog;
 use crate::request_io::{BodySource, PoolRoom, ResponseSink, ServeError, SinkError, classify};
 use crate::runtime;
@@ -105,12 +105,15 @@ pub(super) async fn instantiate(
     }
 }
 
-async fn run(
+pub(super) async fn run<B>(
     store: &mut Store<RequestState>,
     service: &Service,
-    request: http::Request<RequestBody<impl BodySource>>,
+    request: http::Request<B>,
     sink: &mut dyn ResponseSink,
-) -> Result<(), ServeError> {
+) -> Result<(), ServeError>
+where
+    B: http_body::Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Send + 'static,
+{
     // The future for the guest's verdict on the request body is not
     // awaited: the body reaches the guest through the event loop either way.
     let (request, _body_result) = Request::from_http(store.data_mut().http().hooks, request);

@@ -2,6 +2,7 @@
 
 use super::RequestFacts;
 use super::keyvalue::Grants;
+use super::next::Link;
 use crate::log::{LogKind, RelayLog, RequestLog, StreamLog};
 use crate::outgoing::OutgoingHooks;
 use crate::request_io::{GuestOutput, GuestStream};
@@ -35,6 +36,9 @@ pub struct RequestState {
     grants: Grants,
     /// Its section's `WasmConfigVar` variables, later ones winning.
     config: Vec<(String, String)>,
+    /// Where the imported `wasi:http/handler` leads: set for a
+    /// `WasmMiddleware` only.
+    next: Option<Link>,
 }
 
 impl RequestState {
@@ -81,6 +85,7 @@ impl RequestState {
             stderr,
             grants: Grants::new(sandbox.stores.clone(), sandbox.timeout),
             config: sandbox.config_vars(),
+            next: None,
         })
     }
 
@@ -132,6 +137,16 @@ impl RequestState {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, value)| value.clone())
+    }
+
+    /// The guest is a middleware: its next handler is asked through `link`.
+    pub(super) fn set_next_handler(&mut self, link: Link) {
+        self.next = Some(link);
+    }
+
+    /// Where its next handler is asked, if it is a middleware.
+    pub(super) fn next_handler(&self) -> Option<Link> {
+        self.next.clone()
     }
 
     /// All of the section's variables.

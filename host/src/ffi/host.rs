@@ -436,7 +436,7 @@ pub unsafe extern "C" fn mw_component_serve(
 
 /// # Safety
 /// The views of `request` must be valid for this call.
-unsafe fn request_facts(request: &mw_request) -> RequestFacts {
+pub(super) unsafe fn request_facts(request: &mw_request) -> RequestFacts {
     let text = |bytes: mw_bytes| {
         // SAFETY: the caller's contract.
         String::from_utf8_lossy(unsafe { bytes.as_slice() }).into_owned()
@@ -453,7 +453,7 @@ unsafe fn request_facts(request: &mw_request) -> RequestFacts {
 
 /// # Safety
 /// The views of `request` must be valid for `'a`.
-unsafe fn request_head<'a>(
+pub(super) unsafe fn request_head<'a>(
     request: &'a mw_request,
 ) -> RequestHead<'a, impl Iterator<Item = (&'a [u8], &'a [u8])>> {
     // SAFETY: the caller's contract, for the request and its header array.

@@ -46,6 +46,12 @@ LoadModule http2_module {MODULES}/mod_http2.so
     WasmComponent {WASM_DIR}/hello.wasm
     WasmAccessChecker {{guest}}
 </Location>
+<Location /wrapped>
+    SetHandler wasm-handler
+    WasmComponent {WASM_DIR}/p3_test_guest.wasm
+    WasmMiddleware {WASM_DIR}/middleware_test_guest.wasm
+    WasmMiddleware {WASM_DIR}/middleware_test_guest.wasm
+</Location>
 """
 
 H2C = SITE + """
@@ -174,6 +180,22 @@ def test_an_access_checker_allows_and_refuses_over_http2(site, tmp_path):
     assert r.all("x-checker") == [b"0.2"]
     r = curl(site, tmp_path, "/checked", "-H", "X-Verdict: login")
     assert r.status == 401 and r.all("www-authenticate") == [b'Bearer realm="test"'], r
+
+
+def test_middlewares_wrap_a_component_over_http2(site, tmp_path):
+    # Two layers in section order, each naming itself in x-via on the way
+    # back: the inner (2) first.
+    r = curl(site, tmp_path, "/wrapped/", "-H", "X-Mw: pass")
+    assert (r.version, r.status) == ("2", 200), r
+    assert r.all("x-via") == [b"2", b"1"], r
+    # The outer upper-cases what the inner passed back, as it streams.
+    r = curl(site, tmp_path, "/wrapped/", "-H", "X-Mw: upper@1")
+    assert (r.version, r.status) == ("2", 200), r
+    assert r.body == b"HELLO FROM WASI 0.3! YOU ASKED FOR /WRAPPED/\n", r
+    # A request body goes through both layers to the component.
+    data = os.urandom(256 * 1024)
+    r = curl(site, tmp_path, "/wrapped/echo", "--data-binary", "@-", stdin=data)
+    assert (r.status, r.body) == (200, data), r
 
 
 def test_a_large_streamed_response_arrives_byte_exact(site, tmp_path):

@@ -74,6 +74,21 @@ def test_a_bad_access_checker_stops_start_up_naming_file_line_and_path(tmp_path)
         server.cleanup()
 
 
+def test_a_wasi_0_2_middleware_stops_start_up_naming_file_and_line():
+    # hello.wasm compiles, but exports the 0.2 handler: a middleware must
+    # import and export wasi:http/handler@0.3.0.
+    server = Apache(f"<Location /x>\n    WasmMiddleware {HELLO}\n</Location>\n",
+                    name="bad-middleware")
+    try:
+        lines = server.config_text().splitlines()
+        line = next(i for i, text in enumerate(lines, 1) if "WasmMiddleware" in text)
+        for output in (server.configtest()[1], start_failure(server)):
+            assert f"line {line} of {server.conf}" in output, output
+            assert f"WasmMiddleware: {HELLO} is a WASI 0.2 component" in output, output
+    finally:
+        server.cleanup()
+
+
 def start_failure(server):
     with pytest.raises(ConfigError) as refused:
         server.start()
@@ -123,6 +138,9 @@ def test_one_file_in_many_locations_is_compiled_once():
     # What guards a directory is the administrator's.
     f"WasmAccessChecker {HELLO}",
     "WasmAccessChecker Off",
+    # So is what wraps its content.
+    f"WasmMiddleware {HELLO}",
+    "WasmMiddleware Off",
     # Limits and network grants: a content author must not widen what a
     # guest may do. (The legacy directives, WasmDir and WasmEnv included,
     # are allowed under AllowOverride Options, as they were in the original

@@ -27,6 +27,9 @@ SITE = f"""
 LoadModule alias_module {MODULES}/mod_alias.so
 LoadModule mime_module {MODULES}/mod_mime.so
 LoadModule dir_module {MODULES}/mod_dir.so
+# As scripts/serve-examples loads them, for examples/json-rewrite.
+LoadModule proxy_module {MODULES}/mod_proxy.so
+LoadModule proxy_http_module {MODULES}/mod_proxy_http.so
 TypesConfig /etc/mime.types
 Define MOD_WASM_WASM_DIR {WASM_DIR}
 Define MOD_WASM_WASIP1_DIR {WASIP1_DIR}
@@ -403,3 +406,63 @@ def test_the_jwt_checker_refuses_with_a_401_that_says_why(apache, headers, why):
         assert f'error="invalid_token", error_description="{why}"' in challenge, challenge
         assert r.body == f"the token is refused: {why}\n".encode()
     assert b"revenue" not in r.body
+
+
+SECURITY_HEADERS = {
+    "x-content-type-options": b"nosniff",
+    "x-frame-options": b"DENY",
+    "referrer-policy": b"no-referrer",
+    # The snippet's WasmConfigVar, not the example's default.
+    "content-security-policy": b"default-src 'self'; img-src 'self' data:",
+}
+
+
+def assert_secured(r):
+    for name, value in SECURITY_HEADERS.items():
+        assert r.all(name) == [value], (name, r.headers)
+    # Over http, where browsers ignore it.
+    assert r.header("strict-transport-security") is None, r.headers
+    [timing] = r.all("server-timing")
+    assert re.fullmatch(rb"backend;dur=\d+\.\d", timing), timing
+
+
+def test_the_security_headers_middleware_heads_a_static_file(apache):
+    page = (ROOT / "examples/security-headers/public/index.html").read_bytes()
+    # mod_dir's index, served by Apache's static handler inside the layer.
+    r = request(apache.port, "GET", "/secured/")
+    assert r.status == 200 and r.body == page, r
+    assert r.header("content-length") == str(len(page)).encode(), r.headers
+    assert r.header("content-type").startswith(b"text/html"), r.headers
+    assert_secured(r)
+    with Connection(apache.port) as conn:
+        r = conn.request("HEAD", "/secured/index.html")
+        assert r.status == 200 and r.body == b"", r
+        assert_secured(r)
+        # A 404 is headed too; the connection goes on after both.
+        r = conn.request("GET", "/secured/nothing.html")
+        assert r.status == 404, r
+        assert_secured(r)
+        assert conn.request("GET", "/secured/index.html").body == page
+
+
+def test_the_json_rewrite_middleware_redacts_and_renames_a_proxied_answer(apache):
+    # The API behind mod_proxy says more than the snippet lets out.
+    direct = json.loads(request(apache.port, "GET", "/json/api/whoami").body)
+    assert {"client_addr", "request_id", "location"} <= direct.keys(), direct
+    r = request(apache.port, "GET", "/public-api/whoami")
+    assert r.status == 200, r
+    assert r.header("content-type") == b"application/json", r.headers
+    assert r.header("content-length") == str(len(r.body)).encode(), r.headers
+    assert json.loads(r.body) == {"location": "/json", "tls": False, "user": None}, r.body
+    # The try: line's POST: the request body reaches the API through both.
+    r = request(apache.port, "POST", "/public-api/users", body=b'{"name":"Ada"}',
+                headers=[("Content-Type", "application/json")])
+    assert r.status == 201, r
+    assert json.loads(r.body) == {"id": 1, "name": "Ada", "nameLength": 3}, r.body
+
+
+def test_the_json_rewrite_middleware_passes_other_answers_untouched(apache):
+    # The API's 400 is text/plain: streamed through as the proxy got it.
+    r = request(apache.port, "GET", "/public-api/users/x")
+    assert (r.status, r.body) == (400, b"not a user id: x\n"), r
+    assert r.header("content-type").startswith(b"text/plain"), r.headers
