@@ -59,32 +59,29 @@ def test_bad_component_stops_start_up_naming_file_line_and_path(tmp_path, case):
         server.cleanup()
 
 
-def test_a_bad_access_checker_stops_start_up_naming_file_line_and_path(tmp_path):
-    path = write(tmp_path, "checker.wasm", b"hello, not wasm\n")
-    server = Apache(f"<Location /x>\n    WasmAccessChecker {path}\n</Location>\n",
-                    name="bad-checker")
-    try:
-        lines = server.config_text().splitlines()
-        line = next(i for i, text in enumerate(lines, 1) if "WasmAccessChecker" in text)
-        for output in (server.configtest()[1], start_failure(server)):
-            assert f"line {line} of {server.conf}" in output, output
-            assert f"WasmAccessChecker: {path}" in output, output
-            assert "is not a WebAssembly file" in output, output
-    finally:
-        server.cleanup()
-
-
-def test_a_wasi_0_2_middleware_stops_start_up_naming_file_and_line():
+# A guest directive other than WasmComponent, given a file it cannot use.
+BAD_GUESTS = {
+    "checker-not-wasm": ("WasmAccessChecker",
+                         lambda d: write(d, "checker.wasm", b"hello, not wasm\n"),
+                         "is not a WebAssembly file"),
     # hello.wasm compiles, but exports the 0.2 handler: a middleware must
     # import and export wasi:http/handler@0.3.0.
-    server = Apache(f"<Location /x>\n    WasmMiddleware {HELLO}\n</Location>\n",
-                    name="bad-middleware")
+    "middleware-0.2": ("WasmMiddleware", lambda d: HELLO, "is a WASI 0.2 component"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_GUESTS))
+def test_a_bad_guest_of_another_directive_stops_start_up_naming_file_and_line(tmp_path, case):
+    directive, make, reason = BAD_GUESTS[case]
+    path = make(tmp_path)
+    server = Apache(f"<Location /x>\n    {directive} {path}\n</Location>\n",
+                    name=f"bad-{case}")
     try:
         lines = server.config_text().splitlines()
-        line = next(i for i, text in enumerate(lines, 1) if "WasmMiddleware" in text)
+        line = next(i for i, text in enumerate(lines, 1) if directive in text)
         for output in (server.configtest()[1], start_failure(server)):
             assert f"line {line} of {server.conf}" in output, output
-            assert f"WasmMiddleware: {HELLO} is a WASI 0.2 component" in output, output
+            assert f"{directive}: {path} {reason}" in output, output
     finally:
         server.cleanup()
 
