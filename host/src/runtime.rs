@@ -8,7 +8,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
-use tokio::runtime::{Builder, Runtime};
+use std::sync::OnceLock;
+use tokio::runtime::{Builder, Handle, Runtime};
 
 thread_local! {
     static RUNTIME: RefCell<Option<Runtime>> = const { RefCell::new(None) };
@@ -64,4 +65,29 @@ fn run<F: Future>(future: F) -> std::io::Result<F::Output> {
         *cell.borrow_mut() = Some(runtime);
         Ok(output)
     })
+}
+
+/// The child's runtime for what a guest polled by hand waits on: its
+/// timers, sockets and spawned tasks. A middleware's guest runs on the
+/// request's thread between Apache's calls, not inside `block_on` (which
+/// cannot nest, and Apache calls the middleware from inside a content
+/// component's response), so its wake-ups come from this runtime's one
+/// thread. Started by the first such request, so only in a child.
+pub fn background() -> std::io::Result<&'static Handle> {
+    static BACKGROUND: OnceLock<Runtime> = OnceLock::new();
+    if let Some(runtime) = BACKGROUND.get() {
+        return Ok(runtime.handle());
+    }
+    let runtime = Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(2)
+        .thread_name("mod_wasm io")
+        .enable_all()
+        .build()?;
+    // Two requests may race to build it: one runtime is kept, the other
+    // shut down (it never ran anything).
+    if let Err(spare) = BACKGROUND.set(runtime) {
+        spare.shutdown_background();
+    }
+    Ok(BACKGROUND.get().expect("set just now").handle())
 }

@@ -15,7 +15,6 @@ mod serve;
 mod serve03;
 mod shared03;
 mod state;
-mod workers;
 
 pub use apache::RequestFacts;
 pub use body::RequestBody;

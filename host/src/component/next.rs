@@ -1,24 +1,21 @@
-//! The worker's side of a middleware (`WasmMiddleware`, world
+//! The guest's side of a middleware (`WasmMiddleware`, world
 //! `wasi:http/middleware`): the imported `wasi:http/handler.handle` that
-//! asks Apache for the next handler's response, and the messages between
-//! the middleware's thread and the request's ([`super::middleware`]).
+//! asks Apache for the next handler's response, and the [`Link`] that call
+//! shares with the request's side ([`super::middleware`]).
 //!
-//! Everything that touches Apache happens on the request's thread, so the
-//! worker only ever sends it messages, through one bounded channel, and
-//! gets owned values back through channels it made itself. Bodies cross a
-//! frame at a time and only when the side that reads them asks
-//! ([`DemandBody`]), so memory stays bounded whatever the sizes.
+//! Guest and Apache take turns on the request's thread: the guest runs
+//! while the request's side polls it, and Apache runs in between. So the
+//! link is a few fields behind a lock nobody contends for, and the next
+//! handler's body crosses a frame at a time, only when the guest asks
+//! ([`BackendBody`]), which keeps memory bounded whatever the sizes.
 
 use super::RequestState;
-use crate::log::{LogKind, RequestLog};
-use crate::request_io::{ResponseSink, SinkError};
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use std::pin::Pin;
-use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::{Accessor, Linker, Resource};
@@ -31,7 +28,7 @@ use wasmtime_wasi_http::{Error, WasiHttpView};
 const NOT_A_MIDDLEWARE: &str = "no next handler: this component is served by WasmComponent; WasmMiddleware serves \
      components of the wasi:http/middleware world";
 
-/// A frame of a body crossing between the threads.
+/// A frame of the next handler's body, on its way to the guest.
 pub type BodyFrame = Result<Frame<Bytes>, Error>;
 
 /// The request a middleware passes on to the next handler.
@@ -42,134 +39,62 @@ pub struct NextRequest {
     pub target: String,
     /// The header fields (wasi:http leaves out the hop-by-hop ones).
     pub headers: HeaderMap,
-    /// The middleware gives the next handler a body, read through
-    /// [`ToApache::WantNextBody`].
+    /// The middleware gives the next handler a body, read with
+    /// `Middleware::read_body`.
     pub body: bool,
 }
 
 /// The next handler's response head, and where its body's frames come.
 pub type NextHead = Result<(u16, HeaderMap, mpsc::UnboundedReceiver<BodyFrame>), String>;
 
-/// What the middleware's thread tells the request's thread.
-pub enum ToApache {
-    /// The middleware's response: its status and headers.
-    Head(u16, HeaderMap),
-    /// A piece of its body.
-    Data(Bytes),
-    /// Its trailers.
-    Trailers(HeaderMap),
-    /// The guest wants the next frame of the request it was given.
-    WantBody,
-    /// The guest called the next handler with this request: the answer
-    /// goes to `reply`; frames of the body it passed on are asked for on
-    /// `want_body`.
-    Next {
-        request: NextRequest,
-        reply: oneshot::Sender<NextHead>,
-        want_body: Option<mpsc::UnboundedSender<()>>,
-    },
-    /// A frame of the body the guest passed on (`None`: its end).
-    NextBodyFrame(Option<Result<Bytes, String>>),
-    /// The guest wants the next frame of the next handler's response body.
-    WantBackendData,
+/// The guest's call of the next handler, waiting for the request's side.
+pub struct NextCall {
+    pub request: NextRequest,
+    /// Where the next handler's head goes.
+    pub reply: oneshot::Sender<NextHead>,
+    /// The body the guest passed on, if it has one.
+    pub body: Option<UnsyncBoxBody<Bytes, Error>>,
+}
+
+/// What the guest's side and the request's side of one middleware share.
+#[derive(Default)]
+pub struct Exchange {
+    /// A call of the next handler the request's side has not taken yet.
+    pub call: Option<NextCall>,
+    /// The guest called the next handler (once is all it may).
+    pub called: bool,
+    /// The guest's response head went out.
+    pub answered: bool,
+    /// Frames of the next handler's body the guest has asked for.
+    pub backend_demand: usize,
     /// The guest dropped that body: the rest of it goes nowhere.
-    BackendGone,
-    /// A line for the request's log.
-    Log(LogLine),
-    /// The guest is done with the request, cleanly or not.
-    End(Result<(), crate::request_io::ServeError>),
+    pub backend_gone: bool,
 }
 
-/// A line the guest (or the host about it) logged.
-pub enum LogLine {
-    Host(LogKind, Vec<u8>),
-    Guest(u8, Vec<u8>),
-}
-
-/// The worker's end of the link to the request's thread. Sends block
-/// while the bounded channel is full: the request's thread always drains
-/// it while it waits, and it is all the worker's thread serves.
-#[derive(Clone)]
-pub struct Link(pub SyncSender<ToApache>);
+/// The link between a middleware's guest and its request; one per request.
+#[derive(Clone, Default)]
+pub struct Link(Arc<Mutex<Exchange>>);
 
 impl Link {
-    fn send(&self, message: ToApache) -> bool {
-        self.0.send(message).is_ok()
+    /// The shared fields. Both sides run on the request's thread, one at a
+    /// time, so this never waits; a panic while held poisons nothing of
+    /// worth (the request fails either way).
+    pub fn lock(&self) -> MutexGuard<'_, Exchange> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// The middleware's response, handed to the request's thread.
-pub struct LinkSink(pub Link);
-
-impl ResponseSink for LinkSink {
-    fn send_head(&mut self, status: u16, headers: &HeaderMap) -> Result<(), SinkError> {
-        self.0
-            .send(ToApache::Head(status, headers.clone()))
-            .then_some(())
-            .ok_or(SinkError)
-    }
-
-    fn send_data(&mut self, data: &[u8], _flush: bool) -> Result<(), SinkError> {
-        self.0
-            .send(ToApache::Data(Bytes::copy_from_slice(data)))
-            .then_some(())
-            .ok_or(SinkError)
-    }
-
-    fn send_trailers(&mut self, trailers: &HeaderMap) -> Result<(), SinkError> {
-        self.0
-            .send(ToApache::Trailers(trailers.clone()))
-            .then_some(())
-            .ok_or(SinkError)
-    }
-}
-
-/// The request's log, from the worker's thread.
-pub struct LinkLog(pub Link);
-
-impl RequestLog for LinkLog {
-    fn log(&self, kind: LogKind, text: &[u8]) {
-        self.0
-            .send(ToApache::Log(LogLine::Host(kind, text.to_vec())));
-    }
-
-    fn guest_log(&self, level: u8, text: &[u8]) {
-        self.0
-            .send(ToApache::Log(LogLine::Guest(level, text.to_vec())));
-    }
-}
-
-/// A body whose frames come from the request's thread, each asked for
-/// when the reader wants one: `ask` is sent then, `on_drop` (if any) when
-/// the reader drops the body before its end.
-pub struct DemandBody {
+/// The next handler's body as the guest reads it: each frame is asked for
+/// (`backend_demand`) when the guest wants one, and handed over by the
+/// request's side as Apache's handler writes.
+pub struct BackendBody {
     link: Link,
-    ask: fn() -> ToApache,
-    on_drop: Option<fn() -> ToApache>,
     frames: mpsc::UnboundedReceiver<BodyFrame>,
     asked: bool,
     ended: bool,
 }
 
-impl DemandBody {
-    pub fn new(
-        link: Link,
-        ask: fn() -> ToApache,
-        on_drop: Option<fn() -> ToApache>,
-        frames: mpsc::UnboundedReceiver<BodyFrame>,
-    ) -> Self {
-        DemandBody {
-            link,
-            ask,
-            on_drop,
-            frames,
-            asked: false,
-            ended: false,
-        }
-    }
-}
-
-impl Body for DemandBody {
+impl Body for BackendBody {
     type Data = Bytes;
     type Error = Error;
 
@@ -183,12 +108,7 @@ impl Body for DemandBody {
             }
             Poll::Pending => {
                 if !this.asked {
-                    if !this.link.send((this.ask)()) {
-                        this.ended = true;
-                        return Poll::Ready(Some(Err(Error::InternalError(Some(
-                            "the request ended".into(),
-                        )))));
-                    }
+                    this.link.lock().backend_demand += 1;
                     this.asked = true;
                 }
                 Poll::Pending
@@ -205,12 +125,10 @@ impl Body for DemandBody {
     }
 }
 
-impl Drop for DemandBody {
+impl Drop for BackendBody {
     fn drop(&mut self) {
-        if !self.ended
-            && let Some(on_drop) = self.on_drop
-        {
-            self.link.send(on_drop());
+        if !self.ended {
+            self.link.lock().backend_gone = true;
         }
     }
 }
@@ -251,39 +169,41 @@ async fn call_next(
     };
     let (parts, body) = request.into_parts();
     let passes_body = carries_body(&parts.method, &parts.headers, &body);
-    let (want_tx, want_rx) = mpsc::unbounded_channel();
-    if passes_body {
-        tokio::spawn(forward_body(body, want_rx, link.clone()));
-    }
     let target = parts
         .uri
         .path_and_query()
         .map_or_else(|| "/".to_owned(), |target| target.as_str().to_owned());
     let (reply, answer) = oneshot::channel();
-    let sent = link.send(ToApache::Next {
-        request: NextRequest {
-            method: parts.method,
-            target,
-            headers: parts.headers,
-            body: passes_body,
-        },
-        reply,
-        want_body: passes_body.then_some(want_tx),
-    });
-    if !sent {
-        return Ok(Err(internal("the request ended")));
+    {
+        let mut exchange = link.lock();
+        if exchange.called || exchange.answered {
+            return Ok(Err(internal(
+                "the next handler runs once, before the middleware answers",
+            )));
+        }
+        exchange.called = true;
+        exchange.call = Some(NextCall {
+            request: NextRequest {
+                method: parts.method,
+                target,
+                headers: parts.headers,
+                body: passes_body,
+            },
+            reply,
+            body: passes_body.then_some(body),
+        });
     }
     let (status, headers, frames) = match answer.await {
         Ok(Ok(head)) => head,
         Ok(Err(why)) => return Ok(Err(internal(&why))),
         Err(_) => return Ok(Err(internal("the next handler gave no response"))),
     };
-    let body = DemandBody::new(
+    let body = BackendBody {
         link,
-        || ToApache::WantBackendData,
-        Some(|| ToApache::BackendGone),
         frames,
-    );
+        asked: false,
+        ended: false,
+    };
     let mut response = http::Response::new(body);
     *response.status_mut() = http::StatusCode::from_u16(status)?;
     *response.headers_mut() = headers;
@@ -309,30 +229,4 @@ fn carries_body(method: &Method, headers: &HeaderMap, body: &UnsyncBoxBody<Bytes
     !(body.is_end_stream()
         || body.size_hint().exact() == Some(0)
         || matches!(*method, Method::GET | Method::HEAD))
-}
-
-/// Hands the request's thread the body the guest passed on, a frame each
-/// time it asks.
-async fn forward_body(
-    mut body: UnsyncBoxBody<Bytes, Error>,
-    mut want: mpsc::UnboundedReceiver<()>,
-    link: Link,
-) {
-    while want.recv().await.is_some() {
-        let frame = loop {
-            match body.frame().await {
-                None => break None,
-                Some(Err(e)) => break Some(Err(format!("{e:?}"))),
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => break Some(Ok(data)),
-                    // Trailers do not reach the next handler.
-                    Err(_) => continue,
-                },
-            }
-        };
-        let end = !matches!(frame, Some(Ok(_)));
-        if !link.send(ToApache::NextBodyFrame(frame)) || end {
-            return;
-        }
-    }
 }

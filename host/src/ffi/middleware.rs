@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One request's middleware; opaque to C.
 pub struct mw_middleware {
-    middleware: Middleware<CBody>,
+    middleware: Middleware,
     serving: Serving,
     /// Cleared when the middleware ends: the request's callbacks are not
     /// called after that.

@@ -4,6 +4,8 @@ backend, a WasmComponent (docs/directives/WasmMiddleware.md). The
 middleware is tests/middleware-guest, which does what the request's x-mw
 field says. Every test runs under each MPM."""
 
+import time
+
 import pytest
 
 from apache import MODULES, WASM_DIR, Site
@@ -126,6 +128,18 @@ def test_a_conditional_request_gets_304_through_the_middleware(apache):
     r = request(apache.port, "GET", "/static/file.txt", headers=[("If-None-Match", etag)])
     assert r.status == 304, r
     assert r.header("x-via") == b"1"
+
+
+def test_a_middleware_waiting_on_a_timer_is_woken(apache):
+    # The guest runs on the request's thread only when something wakes it:
+    # a timer firing (on the child's runtime thread) must.
+    started = time.monotonic()
+    r = request(apache.port, "GET", "/static/file.txt", headers=mw("pause"))
+    elapsed = time.monotonic() - started
+    assert r.status == 200, r
+    assert r.body == FILE
+    assert r.header("x-via") == b"1"
+    assert elapsed >= 0.2, elapsed
 
 
 def test_a_missing_files_404_reaches_the_middleware(apache):

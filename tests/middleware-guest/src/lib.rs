@@ -17,7 +17,9 @@
 //!   call's error;
 //! * `retarget`: pass the request on for another path, and answer with the
 //!   error that gives;
-//! * `wait`: wait forever (past `WasmTimeout`) once the head came.
+//! * `wait`: wait forever (past `WasmTimeout`) once the head came;
+//! * `pause`: wait 200 ms before calling the next handler, then pass on as
+//!   usual (the host wakes a guest whose timer fired).
 
 use wasip3::http::types::{ErrorCode, Fields, Request, Response};
 use wasip3::wit_bindgen::{self, StreamReader, StreamResult};
@@ -64,6 +66,9 @@ impl wasip3::exports::http::handler::Guest for Middleware {
         };
         if has("answer") {
             return text(200, format!("answered by middleware {depth}\n"));
+        }
+        if has("pause") {
+            wasip3::clocks::monotonic_clock::wait_for(200_000_000).await;
         }
         let forwarded = headers.clone();
         forwarded
