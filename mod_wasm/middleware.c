@@ -9,8 +9,8 @@
  * the outermost's to the client. The body a middleware passes on is what
  * the next one in (or the handler, through an input filter) reads. A
  * middleware that answers by itself is the content: those inside it never
- * start. The host (host/src/component/middleware.rs) runs each guest on a
- * thread of its own and calls back here, on the request's thread, for
+ * start. The host (host/src/component/middleware.rs) runs each guest on
+ * the request's thread during these calls, and calls back here for
  * everything that touches Apache. docs/directives/WasmMiddleware.md has
  * the rules. */
 #include "mod_wasm.h"
