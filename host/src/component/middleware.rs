@@ -65,7 +65,7 @@ pub struct Middleware {
     /// The guest called the next handler; this waits for its head.
     reply: Option<oneshot::Sender<NextHead>>,
     /// Where the next handler's body goes.
-    backend: Option<mpsc::UnboundedSender<BodyFrame>>,
+    backend: Option<mpsc::Sender<BodyFrame>>,
     /// The body the guest passed on, and what is left of its last frame.
     next_body: Option<UnsyncBoxBody<Bytes, Error>>,
     leftover: Bytes,
@@ -204,16 +204,14 @@ impl Middleware {
     /// The next handler's response head, for the guest's call.
     pub fn backend_head(&mut self, status: u16, headers: HeaderMap) -> Result<(), SinkError> {
         let reply = self.reply.take().ok_or(SinkError)?;
-        let (frames, frames_rx) = mpsc::unbounded_channel();
+        // Room for one frame: the first piece then goes without waiting
+        // for the guest, so a small response (head, body and end in one
+        // brigade) reaches it in one turn.
+        let (frames, frames_rx) = mpsc::channel(1);
         reply
             .send(Ok((status, headers, frames_rx)))
             .map_err(|_| SinkError)?;
         self.backend = Some(frames);
-        // The first piece goes without being asked for: a small response
-        // (head, body and end in one brigade) then reaches the guest in
-        // one turn. Two pieces at most are in flight: this one and the
-        // one the guest asks for next.
-        self.link.lock().backend_demand = 1;
         Ok(())
     }
 
@@ -226,28 +224,12 @@ impl Middleware {
         self.next_body = None;
     }
 
-    /// A piece of the next handler's body, handed over as the guest asks
-    /// for it. `Err` when the guest no longer reads it (or is done): the
+    /// A piece of the next handler's body, handed over as the guest takes
+    /// them. `Err` when the guest no longer reads it (or is done): the
     /// rest goes nowhere.
-    pub fn backend_data(&mut self, mut data: &[u8]) -> Result<(), SinkError> {
-        while !data.is_empty() {
-            self.pump_until(|m| {
-                let exchange = m.link.lock();
-                exchange.backend_demand > 0 || exchange.backend_gone || m.backend.is_none()
-            });
-            {
-                let mut exchange = self.link.lock();
-                if exchange.backend_demand == 0 || exchange.backend_gone {
-                    return Err(SinkError);
-                }
-                exchange.backend_demand -= 1;
-            }
-            let backend = self.backend.as_ref().ok_or(SinkError)?;
-            let (piece, rest) = data.split_at(data.len().min(BACKEND_PIECE));
-            backend
-                .send(Ok(Frame::data(Bytes::copy_from_slice(piece))))
-                .map_err(|_| SinkError)?;
-            data = rest;
+    pub fn backend_data(&mut self, data: &[u8]) -> Result<(), SinkError> {
+        for piece in data.chunks(BACKEND_PIECE) {
+            self.hand_over(Ok(Frame::data(Bytes::copy_from_slice(piece))))?;
         }
         Ok(())
     }
@@ -258,12 +240,27 @@ impl Middleware {
         if let Some(reply) = self.reply.take() {
             let _ = reply.send(Err("the next handler gave no response".into()));
         }
-        if let Some(backend) = self.backend.take()
-            && !ok
-        {
-            let _ = backend.send(Err(Error::InternalError(Some(
+        if !ok {
+            let _ = self.hand_over(Err(Error::InternalError(Some(
                 "the next handler's response broke off".into(),
             ))));
+        }
+        self.backend = None;
+    }
+
+    /// Puts `frame` in the next handler's body once there is room, running
+    /// the guest until it takes the one before.
+    fn hand_over(&mut self, mut frame: BodyFrame) -> Result<(), SinkError> {
+        loop {
+            let backend = self.backend.as_ref().ok_or(SinkError)?;
+            match backend.try_send(frame) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(SinkError),
+                Err(mpsc::error::TrySendError::Full(back)) => frame = back,
+            }
+            if !self.step() {
+                return Err(SinkError);
+            }
         }
     }
 

@@ -6,8 +6,8 @@
 //! Guest and Apache take turns on the request's thread: the guest runs
 //! while the request's side polls it, and Apache runs in between. So the
 //! link is a few fields behind a lock nobody contends for, and the next
-//! handler's body crosses a frame at a time, only when the guest asks
-//! ([`BackendBody`]), which keeps memory bounded whatever the sizes.
+//! handler's body crosses through a channel of one frame ([`BackendBody`]),
+//! which keeps memory bounded whatever the sizes.
 
 use super::RequestState;
 use bytes::Bytes;
@@ -45,7 +45,7 @@ pub struct NextRequest {
 }
 
 /// The next handler's response head, and where its body's frames come.
-pub type NextHead = Result<(u16, HeaderMap, mpsc::UnboundedReceiver<BodyFrame>), String>;
+pub type NextHead = Result<(u16, HeaderMap, mpsc::Receiver<BodyFrame>), String>;
 
 /// The guest's call of the next handler, waiting for the request's side.
 pub struct NextCall {
@@ -65,10 +65,6 @@ pub struct Exchange {
     pub called: bool,
     /// The guest's response head went out.
     pub answered: bool,
-    /// Frames of the next handler's body the guest has asked for.
-    pub backend_demand: usize,
-    /// The guest dropped that body: the rest of it goes nowhere.
-    pub backend_gone: bool,
 }
 
 /// The link between a middleware's guest and its request; one per request.
@@ -84,13 +80,12 @@ impl Link {
     }
 }
 
-/// The next handler's body as the guest reads it: each frame is asked for
-/// (`backend_demand`) when the guest wants one, and handed over by the
-/// request's side as Apache's handler writes.
+/// The next handler's body as the guest reads it. The request's side
+/// hands over a frame whenever the channel (of one) has room, so at most
+/// two are in memory: one waiting, one the guest works on. A guest that
+/// drops the body closes the channel: the rest goes nowhere.
 pub struct BackendBody {
-    link: Link,
-    frames: mpsc::UnboundedReceiver<BodyFrame>,
-    asked: bool,
+    frames: mpsc::Receiver<BodyFrame>,
     ended: bool,
 }
 
@@ -100,20 +95,9 @@ impl Body for BackendBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<BodyFrame>> {
         let this = self.get_mut();
-        match this.frames.poll_recv(cx) {
-            Poll::Ready(frame) => {
-                this.asked = false;
-                this.ended = frame.is_none();
-                Poll::Ready(frame)
-            }
-            Poll::Pending => {
-                if !this.asked {
-                    this.link.lock().backend_demand += 1;
-                    this.asked = true;
-                }
-                Poll::Pending
-            }
-        }
+        let frame = std::task::ready!(this.frames.poll_recv(cx));
+        this.ended = frame.is_none();
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -122,14 +106,6 @@ impl Body for BackendBody {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::default()
-    }
-}
-
-impl Drop for BackendBody {
-    fn drop(&mut self) {
-        if !self.ended {
-            self.link.lock().backend_gone = true;
-        }
     }
 }
 
@@ -199,9 +175,7 @@ async fn call_next(
         Err(_) => return Ok(Err(internal("the next handler gave no response"))),
     };
     let body = BackendBody {
-        link,
         frames,
-        asked: false,
         ended: false,
     };
     let mut response = http::Response::new(body);
