@@ -29,6 +29,10 @@ APLOG_USE_MODULE(wasm);
 /* The largest read of the body a middleware passes on. */
 #define MW_NEXT_BODY_READ (64 * 1024)
 
+/* The piece of a file the handler serves read at once for the innermost
+ * middleware: the host's own piece size (BACKEND_PIECE). */
+#define MW_FILE_PIECE (64 * 1024)
+
 typedef struct mw_chain mw_chain;
 
 /* One middleware of a request. */
@@ -91,8 +95,9 @@ static uint32_t layer_data(void *ctx, const uint8_t *data, size_t len, bool flus
 }
 
 /* The section's configuration with the layer as its guest, as for an
- * access checker: the limits and grants are the section's. Middleware
- * instances are never reused: each request gets a fresh one. */
+ * access checker: the limits, grants and WasmInstanceReuse are the
+ * section's, the description and counters the layer's (and so are reused
+ * instances, which the host keys by them). */
 static const mw_dir_config *layer_conf(request_rec *r, const mw_dir_config *conf,
                                        const mw_layer *layer)
 {
@@ -102,7 +107,6 @@ static const mw_dir_config *layer_conf(request_rec *r, const mw_dir_config *conf
     c->where = layer->where;
     c->section = layer->section;
     c->stats = layer->stats;
-    c->reuse = 1;
     return c;
 }
 
@@ -430,6 +434,14 @@ apr_status_t mw_middleware_out_filter(ap_filter_t *f, apr_bucket_brigade *bb)
             c->broken = 1;
         }
         else if (!APR_BUCKET_IS_METADATA(b) && !c->gone) {
+            if (APR_BUCKET_IS_FILE(b)) {
+                /* Read, not mapped: unmapping a file's pages flushes the
+                 * TLB of every thread of the process (an interrupt to each
+                 * core), which cost a small file's response more than
+                 * copying it does. */
+                apr_bucket_file_enable_mmap(b, 0);
+                apr_bucket_file_set_buf_size(b, MW_FILE_PIECE);
+            }
             if (apr_bucket_read(b, &data, &len, APR_BLOCK_READ) != APR_SUCCESS) {
                 c->broken = 1;
                 c->gone = 1;

@@ -25,6 +25,7 @@
 //! steps; [`super::next`] has the guest's side of the link.
 
 use super::next::{BodyFrame, Link, NextHead, NextRequest};
+use super::reuse::{self, Instance, Reuse};
 use super::{RequestBody, RequestFacts, RequestState};
 use crate::log::RequestLog;
 use crate::request_io::{BodySource, ResponseSink, ServeError, SinkError};
@@ -44,7 +45,7 @@ use std::thread::{self, Thread};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use wasmtime_wasi_http::Error;
-use wasmtime_wasi_http::p3::bindings::ServicePre;
+use wasmtime_wasi_http::p3::bindings::{Service, ServicePre};
 
 /// The largest piece of the next handler's response handed over at once.
 const BACKEND_PIECE: usize = 64 * 1024;
@@ -103,6 +104,19 @@ impl Wake for Wakeup {
     }
 }
 
+/// Keeps the instance of a request that ended cleanly (its guest answered
+/// and its response body ended) for the section's next one.
+///
+/// A task the guest left running (rare for a middleware, whose work is
+/// its response) stays in the store and runs on during the instance's
+/// next request, as an idle 0.2 instance's state waits for its next one;
+/// what it holds of this request (the next handler, the bodies) fails
+/// from now on.
+fn keep(reuse: Reuse, mut instance: Instance<Service>) {
+    instance.store.data_mut().end_request();
+    reuse::give_back(reuse, instance);
+}
+
 /// The middleware's response, marking the link answered as its head goes.
 struct AnsweringSink {
     sink: Box<dyn ResponseSink>,
@@ -126,7 +140,8 @@ impl ResponseSink for AnsweringSink {
 
 impl Middleware {
     /// Starts the guest of `pre` on `request` and runs it until it calls
-    /// the next handler or answers.
+    /// the next handler or answers. With `reuse`, an idle instance of the
+    /// section's serves it, and the instance is kept after a clean end.
     pub fn start<S: BodySource + 'static>(
         pre: &ServicePre<RequestState>,
         request: http::Request<RequestBody<S>>,
@@ -134,6 +149,7 @@ impl Middleware {
         sandbox: &Sandbox,
         facts: RequestFacts,
         log: Arc<dyn RequestLog>,
+        reuse: Option<Reuse>,
     ) -> Result<(Self, Started), ServeError> {
         let serving = ticker::Serving::begin();
         let deadline = Instant::now() + sandbox.timeout;
@@ -151,17 +167,39 @@ impl Middleware {
             // runtime: tokio's task budget must not make it wait for a
             // reschedule that never comes.
             tokio::task::unconstrained(async move {
-                let (mut store, service) = super::serve03::instantiate(
-                    &pre,
-                    &sandbox,
-                    &facts,
-                    &log,
-                    &memory_exceeded,
-                    deadline,
-                )
-                .await?;
+                let idle = reuse.as_ref().and_then(|reuse| reuse::take(&reuse.key));
+                let mut instance = match idle {
+                    Some(mut idle) => {
+                        let meter = sandbox.meter.clone();
+                        let state = idle.store.data_mut();
+                        state.next_request(facts, log, memory_exceeded, meter);
+                        ticker::stop_at(&mut idle.store, deadline);
+                        idle
+                    }
+                    None => {
+                        let (store, exports) = super::serve03::instantiate(
+                            &pre,
+                            &sandbox,
+                            &facts,
+                            &log,
+                            &memory_exceeded,
+                            deadline,
+                        )
+                        .await?;
+                        Instance {
+                            store,
+                            exports,
+                            served: 0,
+                        }
+                    }
+                };
+                let Instance { store, exports, .. } = &mut instance;
                 store.data_mut().set_next_handler(link);
-                super::serve03::run(&mut store, &service, request, &mut sink).await
+                super::serve03::run(store, exports, request, &mut sink).await?;
+                if let Some(reuse) = reuse {
+                    keep(reuse, instance);
+                }
+                Ok(())
             })
         };
         let wakeup = Arc::new(Wakeup {

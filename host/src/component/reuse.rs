@@ -22,13 +22,17 @@
 //!
 //! An instance is only reused where the same component runs with the same
 //! grants for the same section: see [`ReuseKey`].
+//!
+//! The idle instances here are 0.2 components' ([`super::serve`]) and 0.3
+//! middlewares' ([`super::middleware`]), one request at a time on the
+//! request's own thread. A 0.3 content component's shared instance lives
+//! on a thread of its own instead ([`super::shared03`]).
 
 use super::RequestState;
 use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use wasmtime::Store;
-use wasmtime_wasi_http::p2::bindings::Proxy;
 
 /// Which instances a request may take: same component, same section, same
 /// grants. The component is held, so that its address cannot be reused by
@@ -65,19 +69,21 @@ pub struct Reuse {
     pub section_log: Arc<dyn crate::log::RequestLog>,
 }
 
-/// An instance between two requests.
-pub struct Instance {
+/// An instance between two requests, with its exports `E` (a 0.2
+/// `Proxy`, a 0.3 `Service`).
+pub struct Instance<E> {
     /// The store, with the request's state.
     pub store: Store<RequestState>,
     /// The instance's exports.
-    pub proxy: Proxy,
+    pub exports: E,
     /// Requests it has served.
     pub served: u32,
 }
 
 struct Idle {
     key: ReuseKey,
-    instance: Instance,
+    /// An `Instance<E>`: the key's component says which `E`.
+    instance: Box<dyn Any + Send>,
 }
 
 /// The idle instances of this process, oldest first.
@@ -104,15 +110,20 @@ pub fn set_capacity(instances: usize) {
 }
 
 /// The most recently idle instance for `key`, if any.
-pub fn take(key: &ReuseKey) -> Option<Instance> {
-    let mut idle = idle();
-    let at = idle.iter().rposition(|entry| entry.key.matches(key))?;
-    Some(idle.remove(at).instance)
+pub fn take<E: Send + 'static>(key: &ReuseKey) -> Option<Instance<E>> {
+    let taken = {
+        let mut idle = idle();
+        let at = idle.iter().rposition(|entry| entry.key.matches(key))?;
+        idle.remove(at).instance
+    };
+    // The same component has the same exports: a mismatch cannot happen,
+    // and would only cost a fresh instance.
+    taken.downcast().ok().map(|instance| *instance)
 }
 
 /// Keeps `instance`, which served a request cleanly, for the next request
 /// with `reuse`'s key, unless it has served its share.
-pub fn give_back(reuse: Reuse, mut instance: Instance) {
+pub fn give_back<E: Send + 'static>(reuse: Reuse, mut instance: Instance<E>) {
     instance.served += 1;
     if instance.served >= reuse.max_requests {
         return;
@@ -122,7 +133,7 @@ pub fn give_back(reuse: Reuse, mut instance: Instance) {
         let evicted = (idle.len() >= CAPACITY.load(Ordering::Relaxed)).then(|| idle.remove(0));
         idle.push(Idle {
             key: reuse.key,
-            instance,
+            instance: Box::new(instance),
         });
         evicted
     };

@@ -21,8 +21,8 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 use wasmtime::{PoolConcurrencyLimitError, Store};
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// One request for a component: everything [`serve`] needs besides the
@@ -132,7 +132,7 @@ async fn instance(
     memory_exceeded: &Arc<AtomicBool>,
     reuse: Option<&Reuse>,
     deadline: Instant,
-) -> Result<Instance, ServeError> {
+) -> Result<Instance<Proxy>, ServeError> {
     if let Some(mut idle) = reuse.and_then(|reuse| reuse::take(&reuse.key)) {
         idle.store.data_mut().next_request(
             facts,
@@ -158,7 +158,7 @@ async fn instance(
                 sandbox.meter.instantiated(started.elapsed());
                 return Ok(Instance {
                     store,
-                    proxy,
+                    exports: proxy,
                     served: 0,
                 });
             }
@@ -226,12 +226,12 @@ async fn serve_call<S: BodySource>(
 /// Runs the guest's handler in `instance` until `deadline`; the instance
 /// back if the request went cleanly (and the guest returned).
 async fn run<S: BodySource>(
-    mut instance: Instance,
+    mut instance: Instance<Proxy>,
     scheme: Scheme,
     request: http::Request<RequestBody<S>>,
     sink: &mut dyn ResponseSink,
     deadline: Instant,
-) -> Result<Option<Instance>, ServeError> {
+) -> Result<Option<Instance<Proxy>>, ServeError> {
     let store = &mut instance.store;
     ticker::stop_at(store, deadline);
     let (response_tx, response_rx) = oneshot::channel();
@@ -247,7 +247,11 @@ async fn run<S: BodySource>(
     // head it goes on writing the body, which `respond` streams to the sink
     // while it polls the guest's call.
     let (result, returned) = {
-        let Instance { store, proxy, .. } = &mut instance;
+        let Instance {
+            store,
+            exports: proxy,
+            ..
+        } = &mut instance;
         let call = pin!(proxy.wasi_http_incoming_handler().call_handle(
             &mut *store,
             incoming,

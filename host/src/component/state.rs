@@ -109,6 +109,8 @@ impl RequestState {
     pub fn end_request(&mut self) {
         self.stdout.end_request();
         self.stderr.end_request();
+        // A middleware's link to this request's next handler goes with it.
+        self.next = None;
     }
 
     /// The limiter to install with `Store::limiter`.

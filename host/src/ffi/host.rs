@@ -11,6 +11,7 @@ use crate::component::{self, ComponentPre, RequestFacts, RequestHead, Reuse, Reu
 use crate::engine::Allocation;
 use crate::host::{ChildSetup, Host, HostedComponent};
 use crate::log::RequestLog;
+use crate::sandbox::Sandbox;
 use crate::stats::{ErrorKind, Serving};
 use mod_wasm_rules::{cache_dir, routes};
 use std::ffi::{OsStr, c_char};
@@ -382,27 +383,8 @@ pub unsafe extern "C" fn mw_component_serve(
         let head = unsafe { request_head(request) };
         // SAFETY: as above.
         let facts = unsafe { request_facts(request) };
-        let reuse = (raw_sandbox.reuse > 1).then(|| Reuse {
-            key: ReuseKey::new(
-                // SAFETY: `component` is one reference of an `Arc` (from
-                // `mw_host_add_component` or `mw_host_file_component`) that
-                // is alive for the call; the key takes its own.
-                unsafe {
-                    Arc::increment_strong_count(component.cast::<HostedComponent>());
-                    Arc::from_raw(component.cast::<HostedComponent>())
-                },
-                // SAFETY: the caller's contract (the sandbox's views).
-                unsafe { reuse_config(&sandbox, raw_sandbox, &facts.location) },
-            ),
-            max_requests: raw_sandbox.reuse,
-            concurrency: raw_sandbox.concurrency.max(1),
-            section_log: Arc::new(SectionLog::new(
-                exchange,
-                raw_sandbox.server,
-                // SAFETY: the caller's contract (the sandbox's views).
-                section_place(unsafe { raw_sandbox.place.as_slice() }, &facts.location),
-            )),
-        });
+        // SAFETY: the caller's contract.
+        let reuse = unsafe { reuse_of(component, raw_sandbox, &sandbox, exchange, &facts) };
         let (result, error) = match component::build_request(head, body) {
             // The client's fault: not counted as an error of the location.
             Err(why) => (err.fail(mw_result::BadRequest, &why), None),
@@ -431,6 +413,42 @@ pub unsafe extern "C" fn mw_component_serve(
         // SAFETY: the caller's contract.
         unsafe { write_report(report, serving.end(error)) };
         result
+    })
+}
+
+/// The section's `WasmInstanceReuse`, if it reuses instances: the key an
+/// instance of `component` is kept under, and what it may serve.
+///
+/// # Safety
+/// `component` is alive for the call (as for [`mw_component_serve`]), and
+/// so are the views of `raw_sandbox` and `exchange`.
+pub(super) unsafe fn reuse_of(
+    component: *const mw_component,
+    raw_sandbox: &mw_sandbox,
+    sandbox: &Sandbox,
+    exchange: &mw_exchange,
+    facts: &RequestFacts,
+) -> Option<Reuse> {
+    (raw_sandbox.reuse > 1).then(|| Reuse {
+        key: ReuseKey::new(
+            // SAFETY: `component` is one reference of an `Arc` (from
+            // `mw_host_add_component` or `mw_host_file_component`) that
+            // is alive for the call; the key takes its own.
+            unsafe {
+                Arc::increment_strong_count(component.cast::<HostedComponent>());
+                Arc::from_raw(component.cast::<HostedComponent>())
+            },
+            // SAFETY: the caller's contract (the sandbox's views).
+            unsafe { reuse_config(sandbox, raw_sandbox, &facts.location) },
+        ),
+        max_requests: raw_sandbox.reuse,
+        concurrency: raw_sandbox.concurrency.max(1),
+        section_log: Arc::new(SectionLog::new(
+            exchange,
+            raw_sandbox.server,
+            // SAFETY: the caller's contract (the sandbox's views).
+            section_place(unsafe { raw_sandbox.place.as_slice() }, &facts.location),
+        )),
     })
 }
 

@@ -4,7 +4,7 @@
 
 use super::error::{ErrorBuf, guarded};
 use super::exchange::{CBody, CLog, CSink, mw_exchange, mw_request};
-use super::host::{mw_component, request_facts, request_head};
+use super::host::{mw_component, request_facts, request_head, reuse_of};
 use super::sandbox::{mw_sandbox, sandbox_from};
 use super::stats::{mw_report, serve_failure, write_report};
 use super::{mw_bytes, mw_header, mw_result, slice};
@@ -146,9 +146,11 @@ pub unsafe extern "C" fn mw_middleware_start(
                 return err.fail(mw_result::BadRequest, &why);
             }
         };
+        // SAFETY: the caller's contract.
+        let reuse = unsafe { reuse_of(component, raw_sandbox, &sandbox, exchange_ref, &facts) };
         let sink = Box::new(ExchangeSink(exchange));
         let (middleware, started) =
-            match Middleware::start(pre, request, sink, &sandbox, facts, log) {
+            match Middleware::start(pre, request, sink, &sandbox, facts, log, reuse) {
                 Ok(started) => started,
                 Err(e) => {
                     let kind = e.kind();

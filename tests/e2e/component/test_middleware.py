@@ -38,6 +38,20 @@ ProxyPass /proxied/ http://127.0.0.1:{{port}}/backend/ disablereuse=On
 <Location /static/slow>
     WasmTimeout 1
 </Location>
+# The section's WasmInstanceReuse applies to its middlewares.
+<Location /static/reused>
+    WasmInstanceReuse 3
+</Location>
+# For the failure tests alone: under prefork, a later connection may land in
+# another child, which must not have an instance of its own yet.
+<Location /static/kept>
+    WasmInstanceReuse 100
+    WasmTimeout 1
+</Location>
+<Location /nested/reused>
+    WasmMiddleware {MW}
+    WasmInstanceReuse 100
+</Location>
 <Location /cgi>
     WasmMiddleware {MW}
 </Location>
@@ -83,7 +97,7 @@ cat
 
 def prepare(server):
     htdocs = server.dir / "htdocs"
-    for sub in ("", "slow", "inner", "inner/off"):
+    for sub in ("", "slow", "inner", "inner/off", "reused", "kept"):
         (htdocs / sub).mkdir(parents=True, exist_ok=True)
         (htdocs / sub / "file.txt").write_bytes(FILE)
     cgi = server.dir / "cgi-bin"
@@ -328,6 +342,59 @@ def test_an_inner_trap_reaches_the_outer_as_an_error_response(apache):
     assert r.body == b"status 500, type , 0 bytes\n", r.body
     apache.wait_for_log("MW00057")
 
+
+
+# -- instances kept between requests -------------------------------------------
+
+def instance_requests(conn, path, n):
+    """The x-instance-requests of n requests in a row on `conn`."""
+    seen = []
+    for _ in range(n):
+        r = conn.request("GET", path, headers=mw("count"))
+        assert r.status == 200 and r.body == FILE, r
+        seen.append(int(r.header("x-instance-requests")))
+    return seen
+
+
+def test_without_reuse_each_request_gets_a_fresh_middleware(apache):
+    with Connection(apache.port) as conn:
+        assert instance_requests(conn, "/static/file.txt", 3) == [1, 1, 1]
+
+
+def test_a_section_with_instance_reuse_keeps_the_middlewares_instance(apache):
+    with Connection(apache.port) as conn:
+        # Three requests per instance (WasmInstanceReuse 3), then a new one.
+        assert instance_requests(conn, "/static/reused/file.txt", 4) == [1, 2, 3, 1]
+        # One that answered by itself was a clean end too: its instance
+        # serves the next.
+        r = conn.request("GET", "/static/reused/missing", headers=mw("answer"))
+        assert r.body == b"answered by middleware 1\n", r
+        assert instance_requests(conn, "/static/reused/file.txt", 1) == [3]
+
+
+def test_each_reused_layer_keeps_its_own_instance(apache):
+    with Connection(apache.port) as conn:
+        for n in (1, 2, 3):
+            r = conn.request("GET", "/nested/reused/file.txt", headers=mw("count"))
+            assert r.status == 200 and r.body == FILE, r
+            # The inner layer (from /nested/reused) answers first; the
+            # section's reuse applies to both.
+            assert r.all("x-via") == [b"2", b"1"], r.headers
+            assert r.all("x-instance-requests") == [str(n).encode()] * 2, r.headers
+
+
+@pytest.mark.allow_log("MW00012", "MW00015", "MW00020")
+def test_a_reused_middleware_that_failed_is_not_kept(apache):
+    with Connection(apache.port) as conn:
+        assert instance_requests(conn, "/static/kept/file.txt", 2) == [1, 2]
+        # A 500 closes the connection.
+        r = conn.request("GET", "/static/kept/file.txt", headers=mw("trap-before"))
+        assert r.status == 500, r
+    with Connection(apache.port) as conn:
+        assert instance_requests(conn, "/static/kept/file.txt", 2) == [1, 2]
+        assert conn.request("GET", "/static/kept/file.txt", headers=mw("wait")).status == 504
+    with Connection(apache.port) as conn:
+        assert instance_requests(conn, "/static/kept/file.txt", 1) == [1]
 
 
 def test_off_leaves_no_middleware(apache):

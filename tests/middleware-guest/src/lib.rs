@@ -19,8 +19,12 @@
 //!   error that gives;
 //! * `wait`: wait forever (past `WasmTimeout`) once the head came;
 //! * `pause`: wait 200 ms before calling the next handler, then pass on as
-//!   usual (the host wakes a guest whose timer fired).
+//!   usual (the host wakes a guest whose timer fired);
+//! * `count`: pass on as usual, with `x-instance-requests` in the response
+//!   saying how many requests this instance has been given, this one
+//!   included (more than 1 under `WasmInstanceReuse`).
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use wasip3::http::types::{ErrorCode, Fields, Request, Response};
 use wasip3::wit_bindgen::{self, StreamReader, StreamResult};
 use wasip3::{wit_future, wit_stream};
@@ -45,10 +49,14 @@ use next::wasi::http::handler;
 
 struct Middleware;
 
+/// Requests this instance has been given.
+static REQUESTS: AtomicU32 = AtomicU32::new(0);
+
 const PIECE: usize = 64 * 1024;
 
 impl wasip3::exports::http::handler::Guest for Middleware {
     async fn handle(request: Request) -> Result<Response, ErrorCode> {
+        let requests = REQUESTS.fetch_add(1, Ordering::Relaxed) + 1;
         let headers = request.get_headers();
         let words = headers
             .get("x-mw")
@@ -134,6 +142,11 @@ impl wasip3::exports::http::handler::Guest for Middleware {
         headers
             .append("x-via", depth.to_string().as_bytes())
             .map_err(|_| ErrorCode::InternalError(None))?;
+        if has("count") {
+            headers
+                .append("x-instance-requests", requests.to_string().as_bytes())
+                .map_err(|_| ErrorCode::InternalError(None))?;
+        }
         let body = if has("upper") {
             let _ = headers.delete("content-length");
             upper(body)
