@@ -104,19 +104,6 @@ impl Wake for Wakeup {
     }
 }
 
-/// Keeps the instance of a request that ended cleanly (its guest answered
-/// and its response body ended) for the section's next one.
-///
-/// A task the guest left running (rare for a middleware, whose work is
-/// its response) stays in the store and runs on during the instance's
-/// next request, as an idle 0.2 instance's state waits for its next one;
-/// what it holds of this request (the next handler, the bodies) fails
-/// from now on.
-fn keep(reuse: Reuse, mut instance: Instance<Service>) {
-    instance.store.data_mut().end_request();
-    reuse::give_back(reuse, instance);
-}
-
 /// The middleware's response, marking the link answered as its head goes.
 struct AnsweringSink {
     sink: Box<dyn ResponseSink>,
@@ -168,13 +155,10 @@ impl Middleware {
             // reschedule that never comes.
             tokio::task::unconstrained(async move {
                 let idle = reuse.as_ref().and_then(|reuse| reuse::take(&reuse.key));
-                let mut instance = match idle {
-                    Some(mut idle) => {
+                let mut instance: Instance<Service> = match idle {
+                    Some(idle) => {
                         let meter = sandbox.meter.clone();
-                        let state = idle.store.data_mut();
-                        state.next_request(facts, log, memory_exceeded, meter);
-                        ticker::stop_at(&mut idle.store, deadline);
-                        idle
+                        idle.serves(facts, log, memory_exceeded, meter, deadline)
                     }
                     None => {
                         let (store, exports) = super::serve03::instantiate(
@@ -196,8 +180,13 @@ impl Middleware {
                 let Instance { store, exports, .. } = &mut instance;
                 store.data_mut().set_next_handler(link);
                 super::serve03::run(store, exports, request, &mut sink).await?;
+                // A clean end: the instance serves the section's next
+                // request. A task the guest left running (rare for a
+                // middleware, whose work is its response) stays in the
+                // store and runs on during that request; what it holds of
+                // this one (the next handler, the bodies) fails from now on.
                 if let Some(reuse) = reuse {
-                    keep(reuse, instance);
+                    reuse::give_back(reuse, instance);
                 }
                 Ok(())
             })

@@ -28,10 +28,14 @@
 //! request's own thread. A 0.3 content component's shared instance lives
 //! on a thread of its own instead ([`super::shared03`]).
 
-use super::RequestState;
+use super::{RequestFacts, RequestState};
+use crate::log::RequestLog;
+use crate::stats::Meter;
+use crate::ticker;
 use std::any::Any;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use wasmtime::Store;
 
 /// Which instances a request may take: same component, same section, same
@@ -109,7 +113,8 @@ pub fn set_capacity(instances: usize) {
     crate::request_io::evict_idle_with(evict_oldest);
 }
 
-/// The most recently idle instance for `key`, if any.
+/// The most recently idle instance for `key`, if any; make it the
+/// request's with [`Instance::serves`].
 pub fn take<E: Send + 'static>(key: &ReuseKey) -> Option<Instance<E>> {
     let taken = {
         let mut idle = idle();
@@ -121,9 +126,30 @@ pub fn take<E: Send + 'static>(key: &ReuseKey) -> Option<Instance<E>> {
     taken.downcast().ok().map(|instance| *instance)
 }
 
+impl<E> Instance<E> {
+    /// The idle instance serves another request: its facts, log, memory
+    /// refusals and meter are the request's, and its guest is stopped at
+    /// `deadline`.
+    pub fn serves(
+        mut self,
+        facts: RequestFacts,
+        log: Arc<dyn RequestLog>,
+        memory_exceeded: Arc<AtomicBool>,
+        meter: Arc<Meter>,
+        deadline: Instant,
+    ) -> Self {
+        let state = self.store.data_mut();
+        state.next_request(facts, log, memory_exceeded, meter);
+        ticker::stop_at(&mut self.store, deadline);
+        self
+    }
+}
+
 /// Keeps `instance`, which served a request cleanly, for the next request
-/// with `reuse`'s key, unless it has served its share.
+/// with `reuse`'s key, unless it has served its share. What its guest left
+/// unfinished in its output is logged now, with the request that ends.
 pub fn give_back<E: Send + 'static>(reuse: Reuse, mut instance: Instance<E>) {
+    instance.store.data_mut().end_request();
     instance.served += 1;
     if instance.served >= reuse.max_requests {
         return;

@@ -133,14 +133,9 @@ async fn instance(
     reuse: Option<&Reuse>,
     deadline: Instant,
 ) -> Result<Instance<Proxy>, ServeError> {
-    if let Some(mut idle) = reuse.and_then(|reuse| reuse::take(&reuse.key)) {
-        idle.store.data_mut().next_request(
-            facts,
-            log,
-            memory_exceeded.clone(),
-            sandbox.meter.clone(),
-        );
-        return Ok(idle);
+    if let Some(idle) = reuse.and_then(|reuse| reuse::take(&reuse.key)) {
+        let (memory_exceeded, meter) = (memory_exceeded.clone(), sandbox.meter.clone());
+        return Ok(idle.serves(facts, log, memory_exceeded, meter, deadline));
     }
     let mut room = PoolRoom::new();
     loop {
@@ -213,8 +208,7 @@ async fn serve_call<S: BodySource>(
     };
     match result {
         Ok(instance) => {
-            if let (Some(reuse), Some(mut instance)) = (reuse, instance) {
-                instance.store.data_mut().end_request();
+            if let (Some(reuse), Some(instance)) = (reuse, instance) {
                 reuse::give_back(reuse, instance);
             }
             Ok(())
@@ -233,7 +227,6 @@ async fn run<S: BodySource>(
     deadline: Instant,
 ) -> Result<Option<Instance<Proxy>>, ServeError> {
     let store = &mut instance.store;
-    ticker::stop_at(store, deadline);
     let (response_tx, response_rx) = oneshot::channel();
     let mut http = store.data_mut().http();
     let incoming = http
